@@ -1,0 +1,47 @@
+# p2pguard: `make demo` and `make test` are the two set-up commands (README).
+# Both install what is missing on a fresh Debian machine first.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+SHARED ?= ../shared/captures
+DEMO_CAPTURE ?= captures/synthetic-edge-cases.pcap
+APT_PACKAGES := libpcap-dev pkg-config
+
+.PHONY: all deps build demo test fmt-check clippy unit eval clean
+
+all: build
+
+# Install the Debian packages the build needs, only if they are missing.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	$(CARGO) build --release --locked
+
+demo: build
+	./target/release/p2pguard analyze $(DEMO_CAPTURE)
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy: deps
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+unit: deps
+	@if [ ! -d "$(SHARED)/corpus" ]; then \
+		echo "ERROR: the shared captures are missing at $(SHARED)/corpus; the accuracy tests need them" >&2; exit 1; \
+	fi
+	P2PGUARD_SHARED_CAPTURES=$(abspath $(SHARED)) $(CARGO) test --locked --release
+
+test: deps fmt-check clippy unit
+
+clean:
+	$(CARGO) clean

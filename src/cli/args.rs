@@ -1,0 +1,158 @@
+//! Command-line arguments, as parsed by clap. `run.rs` turns them into a
+//! validated configuration before any packet is read.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Finds peer-to-peer file-sharing traffic (BitTorrent with DHT, uTP and
+/// trackers; Gnutella; eDonkey/Kad) in packet captures.
+#[derive(Debug, Parser)]
+#[command(
+    name = "p2pguard",
+    version,
+    about,
+    long_about = "Finds peer-to-peer file-sharing traffic (BitTorrent with its DHT, uTP and \
+trackers; Gnutella and Gnutella2; eDonkey/eMule and Kad) in packet captures, and \
+reports every flow with the protocol, how sure the verdict is, and the evidence.",
+    after_help = "Examples:
+  p2pguard analyze capture.pcapng                 summary of P2P flows and hosts
+  p2pguard analyze --format jsonl a.pcap b.pcap   one JSON object per flow
+  p2pguard analyze -w p2p-only.pcap capture.pcap  save the packets of P2P flows
+  tcpdump -i eth0 -w - | p2pguard analyze -       read from standard input
+  p2pguard rules check rules/                     validate signature files
+
+Exit status: 0 ok, 1 an input or output failed (the rest was still analysed),
+2 bad usage or invalid rules."
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Analyse capture files and report the flows.
+    #[command(
+        long_about = "Reads pcap and pcapng files (told apart by their content, not their name) \
+or standard input (`-`), tracks every TCP and UDP flow, and names the P2P ones. \
+Several inputs are read in order as one capture, so flows spanning rotated files \
+are tracked as one.",
+        after_help = "Examples:
+  p2pguard analyze capture.pcapng
+      Summary: totals, P2P flows per protocol, top P2P hosts, decode errors.
+  p2pguard analyze --format jsonl --p2p-only a.pcap b.pcap > flows.jsonl
+      One JSON object per P2P flow, then one {\"event\":\"stats\"} object.
+  p2pguard analyze --format csv -o flows.csv capture.pcap
+      Every flow as a CSV row.
+  p2pguard analyze -w p2p.pcap capture.pcap
+      Also write every packet of the P2P flows (including those before the
+      verdict) to p2p.pcap.
+  tcpdump -i eth0 -w - 'tcp or udp' | p2pguard analyze -
+      Analyse live traffic captured by tcpdump.
+  p2pguard analyze --rules my-rules/ capture.pcap
+      Add your own signature files to the built-in ones."
+    )]
+    Analyze(AnalyzeArgs),
+    /// Work with signature rule files.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Readable summary: totals, P2P flows by protocol, top P2P hosts.
+    Summary,
+    /// One JSON object per flow, then a stats object.
+    Jsonl,
+    /// One CSV row per flow, with a header row.
+    Csv,
+}
+
+/// `p2pguard analyze`.
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// Capture files (pcap or pcapng); `-` reads standard input.
+    #[arg(required = true, value_name = "CAPTURE")]
+    pub inputs: Vec<String>,
+
+    /// Report format.
+    #[arg(short, long, value_enum, default_value_t = Format::Summary)]
+    pub format: Format,
+
+    /// Write the report to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Write every packet of the flows named P2P to FILE (pcap), packets
+    /// before the verdict included, in capture order.
+    #[arg(short = 'w', long = "write-p2p", value_name = "FILE")]
+    pub write_p2p: Option<PathBuf>,
+
+    /// With jsonl or csv: report only flows named P2P.
+    #[arg(long)]
+    pub p2p_only: bool,
+
+    /// With the summary: how many top P2P hosts to list.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
+
+    /// Extra rule file or directory of *.yaml files, added to the built-in
+    /// rules (repeatable).
+    #[arg(short, long = "rules", value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
+
+    /// Do not load the built-in rules (use only --rules).
+    #[arg(long)]
+    pub no_builtin_rules: bool,
+
+    /// Most flows tracked at once; beyond it the longest-idle flow is
+    /// evicted (and counted).
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub max_flows: usize,
+
+    /// Idle timeout of established TCP flows, in seconds of packet time.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub tcp_timeout: u64,
+
+    /// Idle timeout of TCP flows whose handshake did not complete.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub tcp_opening_timeout: u64,
+
+    /// Idle timeout of TCP flows after FIN both ways or RST.
+    #[arg(long, value_name = "SECS", default_value_t = 15)]
+    pub tcp_closing_timeout: u64,
+
+    /// Idle timeout of UDP flows.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub udp_timeout: u64,
+
+    /// Never show a progress bar (it is shown only on a terminal, for
+    /// inputs over 4 MB).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `p2pguard rules ...`.
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validate rule files; every error is reported as FILE:LINE:COLUMN.
+    #[command(after_help = "Examples:
+  p2pguard rules check                 check the built-in rules
+  p2pguard rules check rules/          check every *.yaml file in rules/
+  p2pguard rules check my.yaml         check one file on its own")]
+    Check {
+        /// Rule files or directories (default: the built-in rules).
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// List the rules and detectors: ids, protocol, what each matches.
+    List {
+        /// Extra rule files or directories.
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+}

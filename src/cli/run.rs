@@ -1,0 +1,212 @@
+//! Runs a parsed command: arguments become a validated configuration (rules
+//! compiled, options checked) before any packet is read.
+
+use std::fs::File;
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use p2pguard::analyze::{AnalyzeError, AnalyzeOptions, ProgressInfo, analyze};
+use p2pguard::detect::rules::{RuleSet, builtin_sources};
+use p2pguard::detect::{DETECTOR_NAMES, DetectConfig};
+use p2pguard::flow::FlowConfig;
+use p2pguard::output::{CsvWriter, FlowSink, JsonLinesWriter, SummaryWriter};
+use p2pguard::timestamp::Duration;
+
+use super::args::{AnalyzeArgs, Format};
+
+/// How a command failed, which decides the exit status.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad usage or configuration (exit 2); the message says what to fix.
+    Config(String),
+    /// Something failed at run time (exit 1).
+    Runtime(String),
+    /// Output went to a closed pipe (e.g. `| head`): not an error.
+    BrokenPipe,
+}
+
+const PROGRESS_MIN_BYTES: u64 = 4_000_000;
+
+/// `p2pguard analyze`. Returns whether every input was read cleanly.
+pub fn analyze_command(args: AnalyzeArgs) -> Result<bool, Failure> {
+    let rules = load_rules(!args.no_builtin_rules, &args.rules)?;
+    if args.max_flows == 0 {
+        return Err(Failure::Config("--max-flows must be at least 1".into()));
+    }
+    if args.p2p_only && args.format == Format::Summary {
+        return Err(Failure::Config(
+            "--p2p-only applies to --format jsonl or csv (the summary already shows only P2P)"
+                .into(),
+        ));
+    }
+    let secs = |name: &str, v: u64| {
+        if v == 0 {
+            Err(Failure::Config(format!(
+                "--{name} must be at least 1 second"
+            )))
+        } else {
+            Ok(Duration::from_secs(v))
+        }
+    };
+    let flows = FlowConfig {
+        max_flows: args.max_flows,
+        tcp_opening_timeout: secs("tcp-opening-timeout", args.tcp_opening_timeout)?,
+        tcp_established_timeout: secs("tcp-timeout", args.tcp_timeout)?,
+        tcp_closing_timeout: secs("tcp-closing-timeout", args.tcp_closing_timeout)?,
+        udp_timeout: secs("udp-timeout", args.udp_timeout)?,
+    };
+    let stdin_count = args.inputs.iter().filter(|i| *i == "-").count();
+    if stdin_count > 1 {
+        return Err(Failure::Config(
+            "standard input (-) can be given only once".into(),
+        ));
+    }
+    let options = AnalyzeOptions {
+        inputs: args.inputs.clone(),
+        flows,
+        detect: DetectConfig { rules },
+        pcap_out: args.write_p2p.clone(),
+        pcap_queue_bytes: 64 << 20,
+        pcap_queue_wait: Duration::from_secs(120),
+    };
+
+    let out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(BufWriter::new(File::create(path).map_err(|e| {
+            Failure::Runtime(format!("{}: cannot create the report: {e}", path.display()))
+        })?)),
+        None => Box::new(BufWriter::new(io::stdout().lock())),
+    };
+    let mut sink: Box<dyn FlowSink> = match args.format {
+        Format::Summary => Box::new(SummaryWriter::new(out, args.top)),
+        Format::Jsonl => Box::new(JsonLinesWriter::new(out, args.p2p_only)),
+        Format::Csv => {
+            let mut w = CsvWriter::new(out, args.p2p_only);
+            w.write_header().map_err(output_failure)?;
+            Box::new(w)
+        }
+    };
+
+    let total: u64 = args
+        .inputs
+        .iter()
+        .filter(|i| *i != "-")
+        .filter_map(|i| std::fs::metadata(i).ok().map(|m| m.len()))
+        .sum();
+    let bar = (!args.quiet && io::stderr().is_terminal() && total >= PROGRESS_MIN_BYTES).then(|| {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta}) {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let mut progress = |info: ProgressInfo| {
+        if let Some(bar) = &bar {
+            bar.set_position(info.bytes.min(total));
+            bar.set_message(format!("{} packets", info.packets));
+        }
+    };
+
+    let result = analyze(&options, sink.as_mut(), &mut progress);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let stats = match result {
+        Ok(stats) => stats,
+        Err(AnalyzeError::Output(e)) => return Err(output_failure(e)),
+        Err(e) => return Err(Failure::Runtime(e.to_string())),
+    };
+    let mut clean = true;
+    for input in &stats.inputs {
+        if let Some(e) = &input.error {
+            eprintln!("p2pguard: {e}");
+            clean = false;
+        }
+    }
+    Ok(clean)
+}
+
+fn output_failure(e: io::Error) -> Failure {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        Failure::BrokenPipe
+    } else {
+        Failure::Runtime(format!("cannot write the report: {e}"))
+    }
+}
+
+fn load_rules(builtin: bool, extra: &[PathBuf]) -> Result<RuleSet, Failure> {
+    let sources = if builtin {
+        builtin_sources()
+    } else {
+        Vec::new()
+    };
+    if !builtin && extra.is_empty() {
+        return Err(Failure::Config(
+            "--no-builtin-rules needs at least one --rules PATH".into(),
+        ));
+    }
+    RuleSet::load_with(sources, extra).map_err(|e| Failure::Config(format!("invalid rules:\n{e}")))
+}
+
+/// `p2pguard rules check`.
+pub fn rules_check(paths: Vec<PathBuf>) -> Result<bool, Failure> {
+    let set = if paths.is_empty() {
+        RuleSet::load_with(builtin_sources(), &[])
+    } else {
+        RuleSet::load(&paths)
+    };
+    match set {
+        Ok(set) => {
+            let what = if paths.is_empty() {
+                "built-in rules".to_string()
+            } else {
+                paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            println!("{what}: {} rules OK", set.rules().len());
+            Ok(true)
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("{e}");
+            }
+            Err(Failure::Config(format!(
+                "{} error(s) in the rules",
+                errors.0.len()
+            )))
+        }
+    }
+}
+
+/// `p2pguard rules list`.
+pub fn rules_list(paths: Vec<PathBuf>) -> Result<bool, Failure> {
+    let set = load_rules(true, &paths)?;
+    let mut out = io::stdout().lock();
+    let mut print = || -> io::Result<()> {
+        writeln!(out, "Signature rules ({}):", set.rules().len())?;
+        for r in set.rules() {
+            writeln!(
+                out,
+                "  {:<36} {:<11} {:<15} {}:{}",
+                r.id,
+                r.protocol.as_str(),
+                r.confidence.as_str(),
+                r.origin.file.display(),
+                r.origin.line
+            )?;
+        }
+        writeln!(out, "Structural detectors ({}):", DETECTOR_NAMES.len())?;
+        for name in DETECTOR_NAMES {
+            writeln!(out, "  {name}")?;
+        }
+        Ok(())
+    };
+    print().map_err(output_failure)?;
+    Ok(true)
+}

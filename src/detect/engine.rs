@@ -1,0 +1,214 @@
+//! Per-flow detection: shows each payload packet to the signature rules and
+//! to the structural detectors, and folds what they report into the flow's
+//! [`Verdict`].
+
+use std::collections::HashMap;
+
+use super::registry::{DetectorStates, Detectors};
+use super::rules::RuleSet;
+use super::{Confidence, Evidence, Facts, PacketView, Protocol, Verdict};
+use crate::flow::Direction;
+
+/// What detection is built from.
+#[derive(Clone, Debug)]
+pub struct DetectConfig {
+    /// The compiled signature rules.
+    pub rules: RuleSet,
+}
+
+/// Evidence names a flow keeps at most; later ones are counted, not kept.
+const MAX_EVIDENCE: usize = 6;
+
+/// Detection state of one flow: small and fixed-size (facts, rare, are boxed).
+#[derive(Clone, Debug, Default)]
+pub struct FlowState {
+    /// The verdict so far.
+    pub verdict: Verdict,
+    /// Best evidence for the verdict's protocol from each side.
+    side: [Option<Confidence>; 2],
+    /// Ids (see [`Detection::evidence_name`]) of the evidence seen.
+    evidence: [u16; MAX_EVIDENCE],
+    evidence_len: u8,
+    /// Payload packets seen per side.
+    payload_packets: [u16; 2],
+    /// Detectors that said "not mine", one bit each.
+    retired: u32,
+    /// No rule or detector will look at another packet of this flow.
+    finished: bool,
+    /// Cleartext facts, if any were found.
+    pub facts: Option<Box<Facts>>,
+    detectors: DetectorStates,
+}
+
+impl FlowState {
+    /// Ids of the evidence seen, in order.
+    pub fn evidence_ids(&self) -> &[u16] {
+        &self.evidence[..usize::from(self.evidence_len)]
+    }
+
+    /// Whether detection has stopped looking at this flow.
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+}
+
+/// What one packet changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The protocol or confidence changed.
+    pub verdict_changed: bool,
+    /// Detection finished with this packet.
+    pub finished: bool,
+}
+
+/// The detection engine: rules and detectors, shared by every flow.
+#[derive(Debug)]
+pub struct Detection {
+    rules: RuleSet,
+    detectors: Detectors,
+    /// Evidence names by id: rule ids first, then detector evidence names
+    /// as they are first reported.
+    names: Vec<&'static str>,
+    ids: HashMap<&'static str, u16>,
+}
+
+impl Detection {
+    /// Builds the engine.
+    pub fn new(config: DetectConfig) -> Detection {
+        let rules = config.rules;
+        // Rule ids take the ids 0..rules; detector evidence follows. A
+        // detector evidence name that is also a rule id shares its id.
+        let mut names = Vec::new();
+        let mut ids = HashMap::new();
+        for name in Detectors::evidence_names() {
+            let id = match rules.rules().iter().position(|r| r.id == name) {
+                Some(i) => i,
+                None => {
+                    names.push(name);
+                    rules.rules().len() + names.len() - 1
+                }
+            };
+            ids.insert(name, u16::try_from(id).unwrap_or(u16::MAX));
+        }
+        Detection {
+            rules,
+            detectors: Detectors::default(),
+            names,
+            ids,
+        }
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// The name of an evidence id.
+    pub fn evidence_name(&self, id: u16) -> &str {
+        let id = usize::from(id);
+        let rules = self.rules.rules();
+        match rules.get(id) {
+            Some(rule) => &rule.id,
+            None => self.names.get(id - rules.len()).copied().unwrap_or("?"),
+        }
+    }
+
+    /// Looks at one payload packet of a flow. `flow_packets` is the number of
+    /// packets the flow has had so far, this one included.
+    pub fn inspect(
+        &self,
+        state: &mut FlowState,
+        view: &PacketView<'_>,
+        flow_packets: u64,
+    ) -> Progress {
+        if state.finished {
+            return Progress::default();
+        }
+        let before = (state.verdict.protocol, state.verdict.confidence);
+        let side = view.direction.index();
+        state.payload_packets[side] = state.payload_packets[side].saturating_add(1);
+        let view = PacketView {
+            index: state.payload_packets[side],
+            ..*view
+        };
+
+        // Rule ids were interned first, so a rule's evidence id is its index.
+        self.rules.scan(&view, |index, rule| {
+            let id = u16::try_from(index).unwrap_or(u16::MAX);
+            state.add(rule.protocol, id, rule.confidence, side, flow_packets);
+        });
+        let mut reported: [Option<Evidence>; 4] = [None; 4];
+        let mut n = 0;
+        self.detectors.inspect(
+            &mut state.detectors,
+            &mut state.retired,
+            &view,
+            &mut state.facts,
+            &mut |e| {
+                if let Some(slot) = reported.get_mut(n) {
+                    *slot = Some(e);
+                    n += 1;
+                }
+            },
+        );
+        for e in reported.iter().flatten() {
+            let id = self.ids.get(e.name).copied().unwrap_or(u16::MAX);
+            debug_assert!(id != u16::MAX, "evidence {} is not declared", e.name);
+            state.add(e.protocol, id, e.strength, side, flow_packets);
+        }
+
+        let decided = state.verdict.protocol.is_some()
+            && state.verdict.confidence == Confidence::Bidirectional;
+        let rules_done = [Direction::Originator, Direction::Responder]
+            .into_iter()
+            .all(|d| state.payload_packets[d.index()] >= self.rules.max_packet(d));
+        state.finished = decided
+            || (rules_done
+                && self
+                    .detectors
+                    .exhausted(state.retired, state.payload_packets));
+        Progress {
+            verdict_changed: before != (state.verdict.protocol, state.verdict.confidence),
+            finished: state.finished,
+        }
+    }
+}
+
+impl FlowState {
+    fn add(&mut self, protocol: Protocol, id: u16, strength: Confidence, side: usize, at: u64) {
+        let len = usize::from(self.evidence_len);
+        if !self.evidence[..len].contains(&id) && len < MAX_EVIDENCE {
+            self.evidence[len] = id;
+            self.evidence_len += 1;
+        }
+        match self.verdict.protocol {
+            None => {
+                self.verdict.protocol = Some(protocol);
+                self.verdict.confidence = Confidence::Heuristic;
+                self.verdict.decided_at_packet = u32::try_from(at).unwrap_or(u32::MAX);
+            }
+            // Conflicting evidence: switch only to something stronger.
+            Some(p) if p != protocol => {
+                if strength <= self.verdict.confidence {
+                    return;
+                }
+                self.verdict.protocol = Some(protocol);
+                self.verdict.confidence = Confidence::Heuristic;
+                self.side = [None; 2];
+            }
+            Some(_) => {}
+        }
+        self.side[side] = self.side[side].max(Some(strength));
+        let structural = |c: Option<Confidence>| c.is_some_and(|c| c >= Confidence::Unidirectional);
+        let combined = if strength == Confidence::Bidirectional
+            || (structural(self.side[0]) && structural(self.side[1]))
+        {
+            Confidence::Bidirectional
+        } else {
+            self.side[0]
+                .max(self.side[1])
+                .unwrap_or(Confidence::Heuristic)
+        };
+        self.verdict.confidence = self.verdict.confidence.max(combined);
+    }
+}

@@ -1,0 +1,24 @@
+//! Stub.
+
+use crate::detect::{Detector, FactSink, Interest, PacketView, Probe};
+
+/// Stub.
+#[derive(Debug, Default)]
+pub struct PeerWire;
+
+impl Detector for PeerWire {
+    type State = ();
+    const NAME: &'static str = "bittorrent";
+    const EVIDENCE: &'static [&'static str] = &[];
+
+    fn interest(&self) -> Interest {
+        Interest {
+            transport: None,
+            max_payload_packets: 0,
+        }
+    }
+
+    fn inspect(&self, _: &mut (), _: &PacketView<'_>, _: &mut FactSink<'_>) -> Probe {
+        Probe::NotMine
+    }
+}

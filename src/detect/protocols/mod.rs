@@ -1,0 +1,9 @@
+//! Structural detectors, one file per protocol (listed in `registry.rs`).
+
+pub mod bittorrent;
+pub mod dht;
+pub mod edonkey;
+pub mod gnutella;
+pub mod lsd;
+pub mod tracker;
+pub mod utp;

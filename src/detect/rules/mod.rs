@@ -1,0 +1,643 @@
+//! Signature rules: byte literals an operator can add without recompiling.
+//!
+//! Rules live in YAML files (`rules/*.yaml`; the format is documented in
+//! `rules/README.md`). Loading checks every field and reports every problem
+//! with its file, line and column; nothing is half-loaded. All patterns then
+//! compile into one Aho-Corasick automaton, and a match counts only if the
+//! rule's positional constraints (offset, depth, anchoring, side, payload
+//! packet, transport) hold.
+
+mod builtin;
+mod pattern;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+
+pub use builtin::{BUILTIN_RULES, builtin_sources};
+pub use pattern::{PatternError, parse as parse_pattern};
+
+use super::{Confidence, PacketView, Protocol};
+use crate::decode::Transport;
+use crate::flow::Direction;
+
+/// A loaded, validated rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// Stable id, also the name of the evidence it gives.
+    pub id: String,
+    /// The protocol a match points to.
+    pub protocol: Protocol,
+    /// Transport it applies to (`None`: both).
+    pub transport: Option<Transport>,
+    /// Side whose packets it looks at (`None`: both).
+    pub side: Option<Direction>,
+    /// Payload packets of that side it looks at, first and last (1-based).
+    pub packets: (u16, u16),
+    /// The literal bytes.
+    pub pattern: Vec<u8>,
+    /// The match starts at or after this payload offset.
+    pub offset: usize,
+    /// The match ends within this many bytes after `offset`.
+    pub depth: Option<usize>,
+    /// The match starts exactly at `offset`.
+    pub anchored: bool,
+    /// ASCII letters match regardless of case.
+    pub nocase: bool,
+    /// What a match is worth on its side.
+    pub confidence: Confidence,
+    /// What the rule detects, for people.
+    pub description: String,
+    /// Specifications and sources (BEP numbers, URLs).
+    pub references: Vec<String>,
+    /// Where the rule was defined.
+    pub origin: Origin,
+}
+
+/// A file and line where a rule was defined.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The rule file.
+    pub file: PathBuf,
+    /// 1-based line of the rule's `id`.
+    pub line: usize,
+}
+
+/// One problem found while loading rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found while loading a set of rule files.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct RuleErrors(pub Vec<RuleError>);
+
+impl fmt::Display for RuleErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A compiled set of rules.
+#[derive(Clone, Debug)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    automaton: Option<AhoCorasick>,
+    /// Highest payload packet index any rule looks at, per side.
+    max_packet: [u16; 2],
+    /// Bytes of payload worth scanning (`None`: all of it).
+    scan_limit: Option<usize>,
+}
+
+impl RuleSet {
+    /// Loads every `*.yaml` / `*.yml` file of each directory (sorted by
+    /// name) and every file given directly, then compiles them.
+    pub fn load(paths: &[PathBuf]) -> Result<RuleSet, RuleErrors> {
+        Self::load_with(Vec::new(), paths)
+    }
+
+    /// Like [`RuleSet::load`], after the given sources (e.g.
+    /// [`builtin_sources`]).
+    pub fn load_with(
+        mut sources: Vec<(PathBuf, String)>,
+        paths: &[PathBuf],
+    ) -> Result<RuleSet, RuleErrors> {
+        let mut files = Vec::new();
+        let mut errors = Vec::new();
+        for path in paths {
+            match rule_files(path) {
+                Ok(found) => files.extend(found),
+                Err(e) => errors.push(e),
+            }
+        }
+        for file in files {
+            match std::fs::read_to_string(&file) {
+                Ok(text) => sources.push((file, text)),
+                Err(e) => errors.push(RuleError {
+                    file,
+                    line: None,
+                    column: None,
+                    message: format!("cannot read: {e}"),
+                }),
+            }
+        }
+        let parsed = Self::parse_sources(&sources);
+        match parsed {
+            Ok(set) if errors.is_empty() => Ok(set),
+            Ok(_) => Err(RuleErrors(errors)),
+            Err(RuleErrors(more)) => {
+                errors.extend(more);
+                Err(RuleErrors(errors))
+            }
+        }
+    }
+
+    /// Parses and compiles rule files given as `(name, text)` pairs.
+    pub fn parse_sources(sources: &[(PathBuf, String)]) -> Result<RuleSet, RuleErrors> {
+        let mut rules = Vec::new();
+        let mut errors = Vec::new();
+        let mut seen: HashMap<String, Origin> = HashMap::new();
+        for (file, text) in sources {
+            let parsed: RuleFile = match yaml_serde::from_str(text) {
+                Ok(p) => p,
+                Err(e) => {
+                    errors.push(yaml_error(file, text, &e));
+                    continue;
+                }
+            };
+            let mut occurrences: HashMap<String, usize> = HashMap::new();
+            for raw in parsed.rules {
+                let nth = occurrences.entry(raw.id.0.clone()).or_default();
+                let line = line_of_id(text, &raw.id.0, *nth);
+                *nth += 1;
+                let origin = Origin {
+                    file: file.clone(),
+                    line: line.unwrap_or(0),
+                };
+                if let Some(first) = seen.get(&raw.id.0) {
+                    errors.push(RuleError {
+                        file: file.clone(),
+                        line,
+                        column: None,
+                        message: format!(
+                            "duplicate rule id `{}` (first defined at {}:{})",
+                            raw.id.0,
+                            first.file.display(),
+                            first.line
+                        ),
+                    });
+                    continue;
+                }
+                seen.insert(raw.id.0.clone(), origin.clone());
+                rules.push(raw.into_rule(origin));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(RuleErrors(errors));
+        }
+        Self::compile(rules)
+    }
+
+    /// Compiles validated rules into one automaton.
+    pub fn compile(rules: Vec<Rule>) -> Result<RuleSet, RuleErrors> {
+        let mut max_packet = [0u16; 2];
+        let mut scan_limit = Some(0usize);
+        for r in &rules {
+            for side in [Direction::Originator, Direction::Responder] {
+                if r.side.is_none_or(|s| s == side) {
+                    max_packet[side.index()] = max_packet[side.index()].max(r.packets.1);
+                }
+            }
+            let end = match (r.anchored, r.depth) {
+                (true, _) => Some(r.offset + r.pattern.len()),
+                (false, Some(depth)) => Some(r.offset + depth),
+                (false, None) => None,
+            };
+            scan_limit = match (scan_limit, end) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            };
+        }
+        let automaton = if rules.is_empty() {
+            None
+        } else {
+            let built = AhoCorasickBuilder::new()
+                .match_kind(MatchKind::Standard)
+                .ascii_case_insensitive(rules.iter().any(|r| r.nocase))
+                .build(rules.iter().map(|r| &r.pattern));
+            match built {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    return Err(RuleErrors(vec![RuleError {
+                        file: PathBuf::from("<rules>"),
+                        line: None,
+                        column: None,
+                        message: format!("cannot compile the patterns: {e}"),
+                    }]));
+                }
+            }
+        };
+        Ok(RuleSet {
+            rules,
+            automaton,
+            max_packet,
+            scan_limit,
+        })
+    }
+
+    /// An empty set.
+    pub fn empty() -> RuleSet {
+        RuleSet {
+            rules: Vec::new(),
+            automaton: None,
+            max_packet: [0; 2],
+            scan_limit: Some(0),
+        }
+    }
+
+    /// The rules, in load order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Highest payload packet index any rule looks at on `side`.
+    pub fn max_packet(&self, side: Direction) -> u16 {
+        self.max_packet[side.index()]
+    }
+
+    /// Calls `on_match` with the index and rule of every rule matching
+    /// `packet` (a rule at most
+    /// once per packet, in rule order of first match).
+    pub fn scan(&self, packet: &PacketView<'_>, mut on_match: impl FnMut(usize, &Rule)) {
+        let Some(automaton) = &self.automaton else {
+            return;
+        };
+        if packet.index > self.max_packet[packet.direction.index()] {
+            return;
+        }
+        let hay = match self.scan_limit {
+            Some(limit) => &packet.payload[..packet.payload.len().min(limit)],
+            None => packet.payload,
+        };
+        // Rules are few; a small bitmap keeps each one to one match a packet.
+        let mut fired = [0u64; 4];
+        for m in automaton.find_overlapping_iter(hay) {
+            let i = m.pattern().as_usize();
+            let rule = &self.rules[i];
+            if i < 256 && fired[i / 64] & (1 << (i % 64)) != 0 {
+                continue;
+            }
+            if !rule.applies(packet, m.start(), m.end(), hay) {
+                continue;
+            }
+            if i < 256 {
+                fired[i / 64] |= 1 << (i % 64);
+            }
+            on_match(i, rule);
+        }
+    }
+}
+
+impl Rule {
+    fn applies(&self, packet: &PacketView<'_>, start: usize, end: usize, hay: &[u8]) -> bool {
+        if self.transport.is_some_and(|t| t != packet.transport)
+            || self.side.is_some_and(|s| s != packet.direction)
+            || packet.index < self.packets.0
+            || packet.index > self.packets.1
+            || start < self.offset
+            || (self.anchored && start != self.offset)
+            || self.depth.is_some_and(|d| end > self.offset + d)
+        {
+            return false;
+        }
+        // The automaton ignores case if any rule does; re-check the others.
+        self.nocase || hay.get(start..end) == Some(self.pattern.as_slice())
+    }
+}
+
+fn rule_files(path: &Path) -> Result<Vec<PathBuf>, RuleError> {
+    let err = |message: String| RuleError {
+        file: path.to_owned(),
+        line: None,
+        column: None,
+        message,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| err(format!("cannot list: {e}")))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.extension().is_some_and(|x| x == "yaml" || x == "yml")
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("policy"))
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(err("no rule files (*.yaml) in this directory".into()));
+    }
+    Ok(files)
+}
+
+/// The line of the `nth` (0-based) `id: <id>` in `text`.
+fn line_of_id(text: &str, id: &str, nth: usize) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| {
+            let t = line.trim_start().trim_start_matches('-').trim_start();
+            t.strip_prefix("id:")
+                .map(|v| v.trim().trim_matches(|c| c == '"' || c == '\'') == id)
+                .unwrap_or(false)
+        })
+        .nth(nth)
+        .map(|(i, _)| i + 1)
+}
+
+/// Turns a YAML error into a [`RuleError`] pointing at the offending line.
+///
+/// yaml_serde places errors raised while checking a field's value (a bad
+/// escape, an unknown protocol) at the start of the enclosing rule; those
+/// messages start with the field's name, so the line is refined to the
+/// field's own line within that rule.
+pub(crate) fn yaml_error(file: &Path, text: &str, e: &yaml_serde::Error) -> RuleError {
+    let mut message = e.to_string();
+    // Drop the " at line L column C" suffix (the location is printed
+    // separately) and the "rules[3]: " path prefix.
+    if let Some(i) = message.rfind(" at line ") {
+        message.truncate(i);
+    }
+    if let Some((path, rest)) = message.split_once(": ")
+        && path.contains('[')
+        && !path.contains(' ')
+    {
+        message = rest.to_string();
+    }
+    let mut line = e.location().map(|l| l.line());
+    let mut column = e.location().map(|l| l.column());
+    if let (Some(start), Some((field, _))) = (line, message.split_once(": "))
+        && let Some((l, c)) = field_line(text, start, field)
+    {
+        line = Some(l);
+        column = Some(c);
+    }
+    RuleError {
+        file: file.to_owned(),
+        line,
+        column,
+        message,
+    }
+}
+
+/// The line and column of `field:` in the mapping that starts at line
+/// `start` (1-based), if it is there.
+fn field_line(text: &str, start: usize, field: &str) -> Option<(usize, usize)> {
+    if field.is_empty() || !field.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+        return None;
+    }
+    let first = text.lines().nth(start.checked_sub(1)?)?;
+    let indent = first.len() - first.trim_start_matches([' ', '-']).len();
+    for (i, line) in text.lines().enumerate().skip(start - 1) {
+        let body = line.trim_start_matches([' ', '-']);
+        let this_indent = line.len() - body.len();
+        if i >= start && line.trim_start().starts_with('-') && this_indent <= indent {
+            break; // the next item of the list
+        }
+        if this_indent == indent && body.strip_prefix(field).is_some_and(|r| r.starts_with(':')) {
+            return Some((i + 1, indent + 1));
+        }
+    }
+    None
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFile {
+    rules: Vec<RawRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    id: RuleId,
+    protocol: ProtocolName,
+    #[serde(default)]
+    transport: TransportSpec,
+    #[serde(default)]
+    side: SideSpec,
+    #[serde(default)]
+    packets: PacketRange,
+    pattern: PatternSpec,
+    #[serde(default)]
+    offset: u16,
+    depth: Option<std::num::NonZeroU16>,
+    #[serde(default)]
+    anchored: bool,
+    #[serde(default)]
+    nocase: bool,
+    #[serde(default)]
+    confidence: RuleConfidence,
+    description: String,
+    #[serde(default)]
+    references: Vec<String>,
+}
+
+impl RawRule {
+    fn into_rule(self, origin: Origin) -> Rule {
+        Rule {
+            id: self.id.0,
+            protocol: self.protocol.0,
+            transport: self.transport.0,
+            side: self.side.0,
+            packets: self.packets.0,
+            pattern: self.pattern.0,
+            offset: usize::from(self.offset),
+            depth: self.depth.map(|d| usize::from(d.get())),
+            anchored: self.anchored,
+            nocase: self.nocase,
+            confidence: self.confidence.0,
+            description: self.description,
+            references: self.references,
+            origin,
+        }
+    }
+}
+
+struct RuleId(String);
+
+impl<'de> Deserialize<'de> for RuleId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let ok = !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+        if !ok {
+            return Err(de::Error::custom(format!(
+                "id: bad rule id `{s}`: use lower-case letters, digits, '.', '_' and '-'"
+            )));
+        }
+        Ok(RuleId(s))
+    }
+}
+
+/// A protocol name, with a suggestion when it is misspelt.
+pub(crate) struct ProtocolName(pub(crate) Protocol);
+
+impl<'de> Deserialize<'de> for ProtocolName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Protocol::from_name(&s).map(ProtocolName).ok_or_else(|| {
+            de::Error::custom(format!(
+                "protocol: {}",
+                unknown_name("protocol", &s, Protocol::ALL.map(|p| p.as_str()))
+            ))
+        })
+    }
+}
+
+/// "unknown X `y`; did you mean `z`? (known: ...)".
+pub(crate) fn unknown_name<const N: usize>(what: &str, got: &str, known: [&str; N]) -> String {
+    let best = known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(got, k), *k))
+        .min()
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3));
+    let hint = best
+        .map(|(_, k)| format!("; did you mean `{k}`?"))
+        .unwrap_or_default();
+    format!("unknown {what} `{got}`{hint} (known: {})", known.join(", "))
+}
+
+#[derive(Default)]
+struct TransportSpec(Option<Transport>);
+
+impl<'de> Deserialize<'de> for TransportSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "tcp" => Ok(TransportSpec(Some(Transport::Tcp))),
+            "udp" => Ok(TransportSpec(Some(Transport::Udp))),
+            "any" => Ok(TransportSpec(None)),
+            _ => Err(de::Error::custom(format!(
+                "transport: {}",
+                unknown_name("transport", &s, ["tcp", "udp", "any"])
+            ))),
+        }
+    }
+}
+
+#[derive(Default)]
+struct SideSpec(Option<Direction>);
+
+impl<'de> Deserialize<'de> for SideSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "originator" => Ok(SideSpec(Some(Direction::Originator))),
+            "responder" => Ok(SideSpec(Some(Direction::Responder))),
+            "any" => Ok(SideSpec(None)),
+            _ => Err(de::Error::custom(format!(
+                "side: {}",
+                unknown_name("side", &s, ["originator", "responder", "any"])
+            ))),
+        }
+    }
+}
+
+/// `packets: 1` or `packets: "1-3"`.
+struct PacketRange((u16, u16));
+
+impl Default for PacketRange {
+    fn default() -> Self {
+        PacketRange((1, 1))
+    }
+}
+
+impl<'de> Deserialize<'de> for PacketRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(u16),
+            Range(String),
+        }
+        let bad = |s: &str| {
+            de::Error::custom(format!(
+                "packets: bad value `{s}`: give a payload packet number such as 1, or a range such as \"1-3\" (1 to 64)"
+            ))
+        };
+        let (a, b) = match Raw::deserialize(d)? {
+            Raw::One(n) => (n, n),
+            Raw::Range(s) => {
+                let (a, b) = s.split_once('-').ok_or_else(|| bad(&s))?;
+                let a = a.trim().parse::<u16>().map_err(|_| bad(&s))?;
+                let b = b.trim().parse::<u16>().map_err(|_| bad(&s))?;
+                (a, b)
+            }
+        };
+        if a == 0 || b < a || b > 64 {
+            return Err(bad(&format!("{a}-{b}")));
+        }
+        Ok(PacketRange((a, b)))
+    }
+}
+
+struct PatternSpec(Vec<u8>);
+
+impl<'de> Deserialize<'de> for PatternSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        pattern::parse(&s)
+            .map(PatternSpec)
+            .map_err(|e| de::Error::custom(format!("pattern: {e}")))
+    }
+}
+
+struct RuleConfidence(Confidence);
+
+impl Default for RuleConfidence {
+    fn default() -> Self {
+        RuleConfidence(Confidence::Signature)
+    }
+}
+
+impl<'de> Deserialize<'de> for RuleConfidence {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "heuristic" => Ok(RuleConfidence(Confidence::Heuristic)),
+            "signature" => Ok(RuleConfidence(Confidence::Signature)),
+            "unidirectional" => Ok(RuleConfidence(Confidence::Unidirectional)),
+            "bidirectional" | "cache" => Err(de::Error::custom(format!(
+                "confidence: a rule sees one packet, so its confidence cannot be `{s}` \
+                 (use heuristic, signature or unidirectional; matches on both sides make a flow bidirectional)"
+            ))),
+            _ => Err(de::Error::custom(format!(
+                "confidence: {}",
+                unknown_name(
+                    "confidence",
+                    &s,
+                    ["heuristic", "signature", "unidirectional"]
+                )
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,145 @@
+//! Flow keys: both endpoints and the transport, the same whichever way a
+//! packet travels.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
+
+use crate::decode::Transport;
+
+/// An IP address and port, stored compactly (IPv4 as an IPv4-mapped IPv6
+/// address) so that every key has the same fixed size.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Endpoint {
+    addr: [u8; 16],
+    port: u16,
+}
+
+impl Endpoint {
+    /// An endpoint from an address and port.
+    pub fn new(ip: IpAddr, port: u16) -> Self {
+        let addr = match ip {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        };
+        Endpoint { addr, port }
+    }
+
+    /// The address (IPv4 again if it was stored mapped).
+    pub fn ip(&self) -> IpAddr {
+        let v6 = Ipv6Addr::from(self.addr);
+        match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        }
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ip() {
+            IpAddr::V4(v4) => write!(f, "{v4}:{}", self.port),
+            IpAddr::V6(v6) => write!(f, "[{v6}]:{}", self.port),
+        }
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Which way a packet travels relative to the flow's originator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// From the originator (the sender of the flow's first packet).
+    Originator = 0,
+    /// From the responder.
+    Responder = 1,
+}
+
+impl Direction {
+    /// 0 for the originator, 1 for the responder: an index into per-side arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The other side.
+    pub fn reverse(self) -> Direction {
+        match self {
+            Direction::Originator => Direction::Responder,
+            Direction::Responder => Direction::Originator,
+        }
+    }
+}
+
+/// A bidirectional flow key: the lower endpoint first, so both directions of
+/// a conversation give the same key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    /// The lower of the two endpoints.
+    pub lo: Endpoint,
+    /// The higher of the two endpoints.
+    pub hi: Endpoint,
+    /// TCP or UDP.
+    pub transport: Transport,
+}
+
+impl FlowKey {
+    /// The key for a packet from `src` to `dst`, and whether `src` is the
+    /// lower endpoint.
+    pub fn new(transport: Transport, src: Endpoint, dst: Endpoint) -> (FlowKey, bool) {
+        if src <= dst {
+            (
+                FlowKey {
+                    lo: src,
+                    hi: dst,
+                    transport,
+                },
+                true,
+            )
+        } else {
+            (
+                FlowKey {
+                    lo: dst,
+                    hi: src,
+                    transport,
+                },
+                false,
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_directions_give_one_key() {
+        let a = Endpoint::new("10.0.0.1".parse().unwrap(), 6881);
+        let b = Endpoint::new("10.0.0.2".parse().unwrap(), 51413);
+        let (k1, a_is_lo) = FlowKey::new(Transport::Tcp, a, b);
+        let (k2, b_is_lo) = FlowKey::new(Transport::Tcp, b, a);
+        assert_eq!(k1, k2);
+        assert!(a_is_lo);
+        assert!(!b_is_lo);
+        let (k3, _) = FlowKey::new(Transport::Udp, a, b);
+        assert_ne!(k1, k3);
+    }
+
+    #[test]
+    fn endpoints_round_trip_and_print() {
+        let v4 = Endpoint::new("192.0.2.7".parse().unwrap(), 80);
+        assert_eq!(v4.to_string(), "192.0.2.7:80");
+        assert!(v4.ip().is_ipv4());
+        let v6 = Endpoint::new("2001:db8::1".parse().unwrap(), 6881);
+        assert_eq!(v6.to_string(), "[2001:db8::1]:6881");
+        assert!(v6.ip().is_ipv6());
+    }
+}

@@ -1,0 +1,503 @@
+//! The flow table: bidirectional flows keyed by [`FlowKey`], ended by idle
+//! timeouts measured in packet time, by TCP teardown, or by eviction when the
+//! table is full.
+//!
+//! Flows live in a slab. Each flow sits in one of four lists, one per timeout
+//! class (TCP opening, TCP established, TCP closing, UDP), kept in order of
+//! last activity; so the next flow to time out is always at the head of one
+//! of the lists and expiry costs O(1) per packet. The longest-idle flow,
+//! evicted when the table is full, is the oldest of the four heads.
+
+use std::collections::HashMap;
+
+use super::key::{Direction, Endpoint, FlowKey};
+use crate::decode::{Packet, TcpFlags, Transport};
+use crate::timestamp::{Duration, Timestamp};
+
+/// Limits and timeouts of the flow table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowConfig {
+    /// Concurrent flows at most; the longest-idle flow is evicted beyond it.
+    pub max_flows: usize,
+    /// Idle timeout of a TCP flow whose handshake has not completed.
+    pub tcp_opening_timeout: Duration,
+    /// Idle timeout of an established TCP flow.
+    pub tcp_established_timeout: Duration,
+    /// Idle timeout after FIN in both directions or RST.
+    pub tcp_closing_timeout: Duration,
+    /// Idle timeout of a UDP flow.
+    pub udp_timeout: Duration,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            max_flows: 1_000_000,
+            tcp_opening_timeout: Duration::from_secs(60),
+            tcp_established_timeout: Duration::from_secs(300),
+            tcp_closing_timeout: Duration::from_secs(15),
+            udp_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why a flow left the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// Idle for longer than its timeout.
+    IdleTimeout,
+    /// Evicted because the table was full.
+    Evicted,
+    /// A new TCP connection reused the key of a closed one.
+    Reused,
+    /// The input ended.
+    EndOfInput,
+}
+
+impl EndReason {
+    /// Stable name for output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::IdleTimeout => "idle_timeout",
+            EndReason::Evicted => "evicted",
+            EndReason::Reused => "reused",
+            EndReason::EndOfInput => "end_of_input",
+        }
+    }
+}
+
+/// TCP flags seen on a flow, per side.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpSeen(u8);
+
+impl TcpSeen {
+    const SYN_O: u8 = 0x01;
+    const SYN_R: u8 = 0x02;
+    const FIN_O: u8 = 0x04;
+    const FIN_R: u8 = 0x08;
+    const RST: u8 = 0x10;
+
+    fn record(&mut self, dir: Direction, flags: TcpFlags) {
+        let (syn, fin) = match dir {
+            Direction::Originator => (Self::SYN_O, Self::FIN_O),
+            Direction::Responder => (Self::SYN_R, Self::FIN_R),
+        };
+        if flags.has(TcpFlags::SYN) {
+            self.0 |= syn;
+        }
+        if flags.has(TcpFlags::FIN) {
+            self.0 |= fin;
+        }
+        if flags.has(TcpFlags::RST) {
+            self.0 |= Self::RST;
+        }
+    }
+
+    /// FIN seen both ways, or a RST.
+    pub fn closed(self) -> bool {
+        self.0 & Self::RST != 0 || self.0 & (Self::FIN_O | Self::FIN_R) == Self::FIN_O | Self::FIN_R
+    }
+
+    /// A SYN was seen from the originator.
+    pub fn syn_from_originator(self) -> bool {
+        self.0 & Self::SYN_O != 0
+    }
+}
+
+/// One tracked flow. `T` is what the owner of the table keeps per flow
+/// (for p2pguard: the detection state).
+#[derive(Clone, Debug)]
+pub struct Flow<T> {
+    /// The key (endpoints unordered).
+    pub key: FlowKey,
+    /// A number unique within the run, in order of creation.
+    pub id: u64,
+    /// The originator is `key.lo` (else `key.hi`).
+    originator_is_lo: bool,
+    /// Timestamp of the first packet.
+    pub first_seen: Timestamp,
+    /// Timestamp of the latest packet.
+    pub last_seen: Timestamp,
+    /// Packets per side, indexed by [`Direction::index`].
+    pub packets: [u64; 2],
+    /// Frame bytes per side (original length on the wire).
+    pub bytes: [u64; 2],
+    /// TCP flags seen.
+    pub tcp: TcpSeen,
+    /// The owner's per-flow state.
+    pub ext: T,
+}
+
+impl<T> Flow<T> {
+    /// The originator (sender of the first packet; for TCP, the SYN's sender).
+    pub fn originator(&self) -> Endpoint {
+        if self.originator_is_lo {
+            self.key.lo
+        } else {
+            self.key.hi
+        }
+    }
+
+    /// The responder.
+    pub fn responder(&self) -> Endpoint {
+        if self.originator_is_lo {
+            self.key.hi
+        } else {
+            self.key.lo
+        }
+    }
+
+    /// Total packets both ways.
+    pub fn total_packets(&self) -> u64 {
+        self.packets[0] + self.packets[1]
+    }
+}
+
+/// Counters kept by the table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlowTableStats {
+    /// Flows created.
+    pub created: u64,
+    /// Flows ended by idle timeout.
+    pub timed_out: u64,
+    /// Flows evicted because the table was full.
+    pub evicted: u64,
+    /// TCP flows ended because a new SYN reused their key.
+    pub reused: u64,
+    /// Most flows held at once.
+    pub peak: u64,
+}
+
+/// Handle to a flow in the table, valid until the next mutation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowRef(u32);
+
+/// Outcome of [`FlowTable::track`].
+#[derive(Clone, Copy, Debug)]
+pub struct Tracked {
+    /// The flow the packet belongs to.
+    pub flow: FlowRef,
+    /// Which way the packet travels.
+    pub direction: Direction,
+    /// The packet opened a new flow.
+    pub is_new: bool,
+}
+
+const NONE: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    TcpOpening = 0,
+    TcpEstablished = 1,
+    TcpClosing = 2,
+    Udp = 3,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct List {
+    head: u32,
+    tail: u32,
+}
+
+#[derive(Debug)]
+struct Node<T> {
+    flow: Flow<T>,
+    prev: u32,
+    next: u32,
+    class: Class,
+}
+
+/// The flow table; see the module documentation.
+#[derive(Debug)]
+pub struct FlowTable<T> {
+    config: FlowConfig,
+    index: HashMap<FlowKey, u32>,
+    nodes: Vec<Option<Node<T>>>,
+    free: Vec<u32>,
+    lists: [List; 4],
+    next_id: u64,
+    stats: FlowTableStats,
+}
+
+impl<T: Default> FlowTable<T> {
+    /// An empty table.
+    pub fn new(config: FlowConfig) -> Self {
+        FlowTable {
+            config,
+            index: HashMap::new(),
+            nodes: Vec::new(),
+            free: Vec::new(),
+            lists: [List {
+                head: NONE,
+                tail: NONE,
+            }; 4],
+            next_id: 0,
+            stats: FlowTableStats::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &FlowConfig {
+        &self.config
+    }
+
+    /// Flows currently held.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether the table holds no flow.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &FlowTableStats {
+        &self.stats
+    }
+
+    /// The flow behind a handle.
+    pub fn get(&self, r: FlowRef) -> &Flow<T> {
+        &self.node(r.0).flow
+    }
+
+    /// The flow behind a handle, mutably.
+    pub fn get_mut(&mut self, r: FlowRef) -> &mut Flow<T> {
+        &mut self.node_mut(r.0).flow
+    }
+
+    /// Finds or creates the flow of `packet`, counts the packet on it and
+    /// updates its TCP state and timeout class. Flows that must end first
+    /// (a closed TCP flow whose key a new SYN reuses, or the longest-idle flow
+    /// when the table is full) are passed to `ended`.
+    pub fn track(
+        &mut self,
+        packet: &Packet<'_>,
+        wire_len: u32,
+        ts: Timestamp,
+        ended: &mut impl FnMut(Flow<T>, EndReason),
+    ) -> Tracked {
+        let src = Endpoint::new(packet.src, packet.src_port);
+        let dst = Endpoint::new(packet.dst, packet.dst_port);
+        let (key, src_is_lo) = FlowKey::new(packet.transport, src, dst);
+        let flags = packet.tcp_flags;
+        let opening_syn = flags.has(TcpFlags::SYN) && !flags.has(TcpFlags::ACK);
+
+        let mut existing = self.index.get(&key).copied();
+        if let Some(i) = existing {
+            let node = self.node(i);
+            if opening_syn && node.class == Class::TcpClosing {
+                let flow = self.remove(i);
+                self.stats.reused += 1;
+                ended(flow, EndReason::Reused);
+                existing = None;
+            }
+        }
+        let (i, is_new) = match existing {
+            Some(i) => (i, false),
+            None => {
+                if self.index.len() >= self.config.max_flows.max(1)
+                    && let Some(victim) = self.longest_idle()
+                {
+                    let flow = self.remove(victim);
+                    self.stats.evicted += 1;
+                    ended(flow, EndReason::Evicted);
+                }
+                // The originator sends the first packet; a SYN-ACK seen first
+                // means the capture missed the SYN, so its receiver began.
+                let syn_ack = flags.has(TcpFlags::SYN | TcpFlags::ACK);
+                let originator_is_lo = src_is_lo != syn_ack;
+                (self.insert(key, originator_is_lo, ts), true)
+            }
+        };
+
+        let node = self.node_mut(i);
+        let direction = if node.flow.originator_is_lo == src_is_lo {
+            Direction::Originator
+        } else {
+            Direction::Responder
+        };
+        let flow = &mut node.flow;
+        let d = direction.index();
+        flow.packets[d] += 1;
+        flow.bytes[d] += u64::from(wire_len);
+        if ts > flow.last_seen {
+            flow.last_seen = ts;
+        }
+        if packet.transport == Transport::Tcp {
+            flow.tcp.record(direction, flags);
+        }
+        let class = Self::classify(flow);
+        self.unlink(i);
+        self.push_back(i, class);
+        Tracked {
+            flow: FlowRef(i),
+            direction,
+            is_new,
+        }
+    }
+
+    /// Ends every flow idle for longer than its timeout at packet time `now`.
+    pub fn expire(&mut self, now: Timestamp, ended: &mut impl FnMut(Flow<T>, EndReason)) {
+        for class in [
+            Class::TcpOpening,
+            Class::TcpEstablished,
+            Class::TcpClosing,
+            Class::Udp,
+        ] {
+            let timeout = self.timeout(class);
+            loop {
+                let head = self.lists[class as usize].head;
+                if head == NONE {
+                    break;
+                }
+                let last = self.node(head).flow.last_seen;
+                if now.since(last) <= timeout {
+                    break;
+                }
+                let flow = self.remove(head);
+                self.stats.timed_out += 1;
+                ended(flow, EndReason::IdleTimeout);
+            }
+        }
+    }
+
+    /// Ends every flow, in order of creation.
+    pub fn drain(&mut self, ended: &mut impl FnMut(Flow<T>, EndReason)) {
+        let mut live: Vec<u32> = self.index.values().copied().collect();
+        live.sort_by_key(|i| self.node(*i).flow.id);
+        for i in live {
+            let flow = self.remove(i);
+            ended(flow, EndReason::EndOfInput);
+        }
+    }
+
+    fn timeout(&self, class: Class) -> Duration {
+        match class {
+            Class::TcpOpening => self.config.tcp_opening_timeout,
+            Class::TcpEstablished => self.config.tcp_established_timeout,
+            Class::TcpClosing => self.config.tcp_closing_timeout,
+            Class::Udp => self.config.udp_timeout,
+        }
+    }
+
+    fn classify(flow: &Flow<T>) -> Class {
+        match flow.key.transport {
+            Transport::Udp => Class::Udp,
+            Transport::Tcp if flow.tcp.closed() => Class::TcpClosing,
+            Transport::Tcp if flow.packets[1] == 0 && flow.tcp.syn_from_originator() => {
+                Class::TcpOpening
+            }
+            Transport::Tcp => Class::TcpEstablished,
+        }
+    }
+
+    fn longest_idle(&self) -> Option<u32> {
+        self.lists
+            .iter()
+            .filter(|l| l.head != NONE)
+            .map(|l| l.head)
+            .min_by_key(|i| (self.node(*i).flow.last_seen, self.node(*i).flow.id))
+    }
+
+    fn insert(&mut self, key: FlowKey, originator_is_lo: bool, ts: Timestamp) -> u32 {
+        let flow = Flow {
+            key,
+            id: self.next_id,
+            originator_is_lo,
+            first_seen: ts,
+            last_seen: ts,
+            packets: [0; 2],
+            bytes: [0; 2],
+            tcp: TcpSeen::default(),
+            ext: T::default(),
+        };
+        self.next_id += 1;
+        self.stats.created += 1;
+        let node = Node {
+            flow,
+            prev: NONE,
+            next: NONE,
+            class: Class::Udp,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.nodes[i as usize] = Some(node);
+                i
+            }
+            None => {
+                self.nodes.push(Some(node));
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        self.index.insert(key, i);
+        self.stats.peak = self.stats.peak.max(self.index.len() as u64);
+        // Linked into its list by the caller's push_back; keep the invariant
+        // that every live node is in exactly one list.
+        self.push_back(i, Class::Udp);
+        i
+    }
+
+    fn remove(&mut self, i: u32) -> Flow<T> {
+        self.unlink(i);
+        let node = self.nodes[i as usize].take().expect("live flow");
+        self.index.remove(&node.flow.key);
+        self.free.push(i);
+        node.flow
+    }
+
+    fn node(&self, i: u32) -> &Node<T> {
+        self.nodes[i as usize].as_ref().expect("live flow")
+    }
+
+    fn node_mut(&mut self, i: u32) -> &mut Node<T> {
+        self.nodes[i as usize].as_mut().expect("live flow")
+    }
+
+    fn unlink(&mut self, i: u32) {
+        let (prev, next, class) = {
+            let n = self.node(i);
+            (n.prev, n.next, n.class)
+        };
+        if prev == NONE {
+            self.lists[class as usize].head = next;
+        } else {
+            self.node_mut(prev).next = next;
+        }
+        if next == NONE {
+            self.lists[class as usize].tail = prev;
+        } else {
+            self.node_mut(next).prev = prev;
+        }
+        let n = self.node_mut(i);
+        n.prev = NONE;
+        n.next = NONE;
+    }
+
+    fn push_back(&mut self, i: u32, class: Class) {
+        let tail = self.lists[class as usize].tail;
+        {
+            let n = self.node_mut(i);
+            n.class = class;
+            n.prev = tail;
+            n.next = NONE;
+        }
+        if tail == NONE {
+            self.lists[class as usize].head = i;
+        } else {
+            self.node_mut(tail).next = i;
+        }
+        self.lists[class as usize].tail = i;
+    }
+}
+
+/// Bytes one flow costs in the table: its slab node plus its share of the
+/// hash index (key, slot number and control byte at the index's maximum load
+/// factor of 7/8).
+pub fn bytes_per_flow<T>() -> usize {
+    let index_entry = std::mem::size_of::<(FlowKey, u32)>() + 1;
+    std::mem::size_of::<Option<Node<T>>>() + index_entry * 8 / 7
+}
+
+#[cfg(test)]
+mod tests;

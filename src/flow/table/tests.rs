@@ -1,0 +1,296 @@
+//! Flow table behaviour: direction, TCP teardown and reuse, timeouts by
+//! class, eviction of the longest-idle flow.
+
+use super::*;
+use crate::decode::LinkType;
+use crate::decode::decode;
+use crate::synth::{self, L4};
+
+fn packet(src: &str, dst: &str, l4: L4) -> Vec<u8> {
+    synth::ethernet(src, dst, l4, b"")
+}
+
+fn track(
+    t: &mut FlowTable<()>,
+    frame: &[u8],
+    secs: u64,
+    ended: &mut Vec<(u64, EndReason)>,
+) -> Tracked {
+    let p = decode(LinkType::ETHERNET, frame).unwrap();
+    t.track(
+        &p,
+        frame.len() as u32,
+        Timestamp::from_secs(secs),
+        &mut |f, why| ended.push((f.id, why)),
+    )
+}
+
+const SYN: L4 = L4::Tcp {
+    flags: 0x02,
+    seq: 0,
+};
+const SYN_ACK: L4 = L4::Tcp {
+    flags: 0x12,
+    seq: 0,
+};
+const ACK: L4 = L4::Tcp {
+    flags: 0x10,
+    seq: 1,
+};
+const FIN: L4 = L4::Tcp {
+    flags: 0x11,
+    seq: 1,
+};
+const RST: L4 = L4::Tcp {
+    flags: 0x04,
+    seq: 1,
+};
+
+#[test]
+fn both_directions_share_a_flow_and_the_first_sender_originates() {
+    let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+    let mut ended = Vec::new();
+    let a = track(
+        &mut t,
+        &packet("10.0.0.9:40000", "10.0.0.1:6881", SYN),
+        1,
+        &mut ended,
+    );
+    let b = track(
+        &mut t,
+        &packet("10.0.0.1:6881", "10.0.0.9:40000", SYN_ACK),
+        1,
+        &mut ended,
+    );
+    assert!(a.is_new && !b.is_new);
+    assert_eq!(a.flow, b.flow);
+    assert_eq!(
+        (a.direction, b.direction),
+        (Direction::Originator, Direction::Responder)
+    );
+    let f = t.get(a.flow);
+    assert_eq!(f.originator().to_string(), "10.0.0.9:40000");
+    assert_eq!(f.packets, [1, 1]);
+    assert_eq!(t.len(), 1);
+}
+
+#[test]
+fn a_syn_ack_seen_first_makes_its_receiver_the_originator() {
+    let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+    let mut ended = Vec::new();
+    let a = track(
+        &mut t,
+        &packet("10.0.0.1:6881", "10.0.0.9:40000", SYN_ACK),
+        1,
+        &mut ended,
+    );
+    assert_eq!(a.direction, Direction::Responder);
+    assert_eq!(t.get(a.flow).originator().to_string(), "10.0.0.9:40000");
+}
+
+#[test]
+fn udp_flows_time_out_in_packet_time() {
+    let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+    let mut ended = Vec::new();
+    track(
+        &mut t,
+        &packet("10.0.0.1:1", "10.0.0.2:2", L4::Udp),
+        100,
+        &mut ended,
+    );
+    track(
+        &mut t,
+        &packet("10.0.0.3:1", "10.0.0.2:2", L4::Udp),
+        150,
+        &mut ended,
+    );
+    t.expire(Timestamp::from_secs(160), &mut |f, why| {
+        ended.push((f.id, why))
+    });
+    assert!(ended.is_empty());
+    t.expire(Timestamp::from_secs(161), &mut |f, why| {
+        ended.push((f.id, why))
+    });
+    assert_eq!(ended, vec![(0, EndReason::IdleTimeout)]);
+    assert_eq!(t.len(), 1);
+    assert_eq!(t.stats().timed_out, 1);
+}
+
+#[test]
+fn tcp_timeouts_follow_the_connection_state() {
+    let cfg = FlowConfig::default();
+    let mut t: FlowTable<()> = FlowTable::new(cfg.clone());
+    let mut ended = Vec::new();
+    // Opening: a SYN with no answer.
+    track(
+        &mut t,
+        &packet("10.0.0.1:1", "10.0.0.2:80", SYN),
+        0,
+        &mut ended,
+    );
+    // Established: both sides talked.
+    track(
+        &mut t,
+        &packet("10.0.0.3:1", "10.0.0.2:80", SYN),
+        0,
+        &mut ended,
+    );
+    track(
+        &mut t,
+        &packet("10.0.0.2:80", "10.0.0.3:1", SYN_ACK),
+        0,
+        &mut ended,
+    );
+    // Closed: FIN both ways.
+    track(
+        &mut t,
+        &packet("10.0.0.4:1", "10.0.0.2:80", ACK),
+        0,
+        &mut ended,
+    );
+    track(
+        &mut t,
+        &packet("10.0.0.4:1", "10.0.0.2:80", FIN),
+        0,
+        &mut ended,
+    );
+    track(
+        &mut t,
+        &packet("10.0.0.2:80", "10.0.0.4:1", FIN),
+        0,
+        &mut ended,
+    );
+    let mut at = |secs| {
+        let mut out = Vec::new();
+        t.expire(Timestamp::from_secs(secs), &mut |f, _| out.push(f.id));
+        out
+    };
+    assert_eq!(at(16), vec![2], "closing times out first");
+    assert_eq!(at(61), vec![0], "then the unanswered SYN");
+    assert_eq!(at(300), Vec::<u64>::new());
+    assert_eq!(at(301), vec![1], "established lasts longest");
+}
+
+#[test]
+fn a_new_syn_after_a_close_starts_a_new_flow() {
+    let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+    let mut ended = Vec::new();
+    let first = track(
+        &mut t,
+        &packet("10.0.0.1:5000", "10.0.0.2:6881", ACK),
+        1,
+        &mut ended,
+    );
+    track(
+        &mut t,
+        &packet("10.0.0.2:6881", "10.0.0.1:5000", RST),
+        2,
+        &mut ended,
+    );
+    let second = track(
+        &mut t,
+        &packet("10.0.0.1:5000", "10.0.0.2:6881", SYN),
+        3,
+        &mut ended,
+    );
+    assert!(second.is_new);
+    assert_eq!(ended, vec![(0, EndReason::Reused)]);
+    assert_ne!(t.get(second.flow).id, 0);
+    let _ = first;
+}
+
+#[test]
+fn a_full_table_evicts_the_longest_idle_flow() {
+    let cfg = FlowConfig {
+        max_flows: 3,
+        ..FlowConfig::default()
+    };
+    let mut t: FlowTable<()> = FlowTable::new(cfg);
+    let mut ended = Vec::new();
+    track(
+        &mut t,
+        &packet("10.0.0.1:1", "10.0.0.9:9", L4::Udp),
+        1,
+        &mut ended,
+    );
+    track(
+        &mut t,
+        &packet("10.0.0.2:1", "10.0.0.9:9", ACK),
+        2,
+        &mut ended,
+    );
+    track(
+        &mut t,
+        &packet("10.0.0.3:1", "10.0.0.9:9", L4::Udp),
+        3,
+        &mut ended,
+    );
+    // Flow 0 becomes the most recent; flow 1 (TCP) is now the longest idle.
+    track(
+        &mut t,
+        &packet("10.0.0.1:1", "10.0.0.9:9", L4::Udp),
+        4,
+        &mut ended,
+    );
+    track(
+        &mut t,
+        &packet("10.0.0.4:1", "10.0.0.9:9", L4::Udp),
+        5,
+        &mut ended,
+    );
+    assert_eq!(ended, vec![(1, EndReason::Evicted)]);
+    assert_eq!(t.len(), 3);
+    assert_eq!(t.stats().evicted, 1);
+    assert_eq!(t.stats().peak, 3);
+}
+
+#[test]
+fn drain_ends_every_flow_in_creation_order() {
+    let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+    let mut ended = Vec::new();
+    for i in 0..5 {
+        let src = format!("10.0.0.{}:1", 5 - i);
+        track(
+            &mut t,
+            &packet(&src, "10.0.0.9:9", L4::Udp),
+            10 - i,
+            &mut ended,
+        );
+    }
+    let mut order = Vec::new();
+    t.drain(&mut |f, why| order.push((f.id, why)));
+    assert_eq!(
+        order.iter().map(|o| o.0).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
+    assert!(order.iter().all(|o| o.1 == EndReason::EndOfInput));
+    assert!(t.is_empty());
+}
+
+#[test]
+fn many_flows_stay_consistent_under_churn() {
+    // Insert, touch and expire thousands of flows; the table must never
+    // lose or double-count one.
+    let cfg = FlowConfig {
+        max_flows: 500,
+        ..FlowConfig::default()
+    };
+    let mut t: FlowTable<()> = FlowTable::new(cfg);
+    let mut ended = 0u64;
+    for i in 0..5000u64 {
+        let src = format!(
+            "10.{}.{}.{}:{}",
+            (i >> 16) & 255,
+            (i >> 8) & 255,
+            i & 255,
+            1000 + i % 7
+        );
+        let l4 = if i % 3 == 0 { L4::Udp } else { ACK };
+        let frame = packet(&src, "192.0.2.1:6881", l4);
+        let p = decode(LinkType::ETHERNET, &frame).unwrap();
+        t.track(&p, 60, Timestamp::from_secs(i / 10), &mut |_, _| ended += 1);
+        t.expire(Timestamp::from_secs(i / 10), &mut |_, _| ended += 1);
+    }
+    assert!(t.len() <= 500);
+    assert_eq!(t.stats().created, ended + t.len() as u64);
+}

@@ -1,0 +1,35 @@
+//! The `p2pguard` binary: a thin front end over the library. It parses
+//! arguments, runs the command, and maps the outcome to an exit status
+//! (0 ok, 1 runtime failure, 2 usage or configuration error).
+
+#![forbid(unsafe_code)]
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::args::{Cli, Command, RulesCommand};
+use cli::run::{self, Failure};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Analyze(args) => run::analyze_command(args),
+        Command::Rules(RulesCommand::Check { paths }) => run::rules_check(paths),
+        Command::Rules(RulesCommand::List { paths }) => run::rules_list(paths),
+    };
+    match result {
+        Ok(true) | Err(Failure::BrokenPipe) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(Failure::Runtime(message)) => {
+            eprintln!("p2pguard: {message}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Config(message)) => {
+            eprintln!("p2pguard: {message}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -211,6 +211,14 @@ impl<'a> FactSink<'a> {
         }
     }
 
+    /// Records the sender's client name, replacing a less precise one
+    /// (e.g. one guessed from a peer id).
+    pub fn replace_client(&mut self, name: &[u8]) {
+        let d = self.direction.index();
+        let trimmed = &name[..name.len().min(MAX_FACT_LEN)];
+        self.facts().client[d] = Some(escape_bytes(trimmed));
+    }
+
     /// Records the sender's client name.
     pub fn client(&mut self, name: &[u8]) {
         let d = self.direction.index();

@@ -5,5 +5,9 @@ pub mod dht;
 pub mod edonkey;
 pub mod gnutella;
 pub mod lsd;
+mod peer_id;
 pub mod tracker;
 pub mod utp;
+
+#[cfg(test)]
+pub(crate) mod testing;

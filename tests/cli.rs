@@ -1,0 +1,301 @@
+//! The command line: exit codes (0 ok, 1 runtime failure, 2 usage or rule
+//! error), the messages users see, and every output option.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn p2pguard() -> Command {
+    let mut c = Command::cargo_bin("p2pguard").unwrap();
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+fn capture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("captures")
+        .join(name)
+}
+
+#[test]
+fn help_explains_with_examples() {
+    p2pguard()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Examples:"))
+        .stdout(predicate::str::contains("Exit status"));
+    p2pguard()
+        .args(["analyze", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("--write-p2p"))
+        .stdout(predicate::str::contains("tcpdump"));
+    p2pguard()
+        .args(["rules", "check", "--help"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    p2pguard().args(["analyze"]).assert().code(2);
+    p2pguard()
+        .args(["analyze", "--bogus", "x.pcap"])
+        .assert()
+        .code(2);
+    p2pguard()
+        .args(["analyze", "--max-flows", "0", "captures/bt-dht.pcap"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--max-flows"));
+    p2pguard().args(["analyze", "-", "-"]).assert().code(2);
+}
+
+#[test]
+fn summarises_a_capture() {
+    p2pguard()
+        .args(["analyze", "captures/bt-dht.pcap"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("By protocol"))
+        .stdout(predicate::str::contains("bittorrent"))
+        .stdout(predicate::str::contains("Top P2P hosts"))
+        .stdout(predicate::str::contains("Decode errors: 0"));
+}
+
+#[test]
+fn a_missing_file_is_named_and_the_rest_still_analysed() {
+    p2pguard()
+        .args([
+            "analyze",
+            "-f",
+            "jsonl",
+            "no-such.pcap",
+            "captures/bt-dht.pcap",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no-such.pcap: cannot open"))
+        .stdout(predicate::str::contains("\"protocol\":\"bittorrent\""))
+        .stdout(predicate::str::contains("\"event\":\"stats\""));
+}
+
+#[test]
+fn a_text_file_is_not_a_capture() {
+    p2pguard()
+        .args(["analyze", "Cargo.toml"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "Cargo.toml: not a pcap or pcapng file",
+        ));
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pcap");
+    std::fs::write(&empty, b"").unwrap();
+    p2pguard()
+        .arg("analyze")
+        .arg(&empty)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("empty file"));
+}
+
+#[test]
+fn a_truncated_file_keeps_what_was_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(capture("bt-dht.pcap")).unwrap();
+    let cut = dir.path().join("cut.pcap");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2 + 7]).unwrap();
+    let out = p2pguard()
+        .args(["analyze", "-f", "jsonl"])
+        .arg(&cut)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("truncated"))
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    let stats: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert!(stats["packets"].as_u64().unwrap() > 100, "{stats}");
+    assert!(
+        stats["inputs"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("truncated")
+    );
+    assert!(text.contains("\"protocol\":\"bittorrent\""));
+}
+
+#[test]
+fn broken_rules_are_reported_with_file_and_line_and_nothing_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "rules:\n  - id: my.rule\n    protocol: bittorent\n    pattern: '\\xZZ'\n    description: x\n",
+    )
+    .unwrap();
+    p2pguard()
+        .args(["rules", "check"])
+        .arg(&bad)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "bad.yaml:3:5: protocol: unknown protocol `bittorent`; did you mean `bittorrent`?",
+        ));
+    p2pguard()
+        .args(["analyze", "--rules"])
+        .arg(&bad)
+        .arg("captures/bt-dht.pcap")
+        .assert()
+        .code(2)
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains("invalid rules"));
+    p2pguard()
+        .args(["rules", "check", "rules/"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("rules OK"));
+    p2pguard().args(["rules", "check"]).assert().success();
+    p2pguard()
+        .args(["rules", "list"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("bittorrent.handshake-prefix"));
+}
+
+#[test]
+fn reads_standard_input_like_a_file() {
+    let from_file = p2pguard()
+        .args(["analyze", "-f", "jsonl", "captures/bt-dht.pcap"])
+        .output()
+        .unwrap();
+    let from_stdin = p2pguard()
+        .args(["analyze", "-f", "jsonl", "-"])
+        .pipe_stdin(capture("bt-dht.pcap"))
+        .unwrap()
+        .output()
+        .unwrap();
+    assert!(from_stdin.status.success());
+    let flows = |o: &[u8]| {
+        String::from_utf8_lossy(o)
+            .lines()
+            .filter(|l| l.contains("\"event\":\"flow\""))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(flows(&from_file.stdout), flows(&from_stdin.stdout));
+    assert!(!flows(&from_stdin.stdout).is_empty());
+}
+
+#[test]
+fn tells_pcapng_by_its_magic_number_not_its_name() {
+    // A minimal pcapng file (section header, interface, one enhanced packet)
+    // named .pcap, carrying a BitTorrent handshake.
+    let frame = {
+        let mut hs = b"\x13BitTorrent protocol".to_vec();
+        hs.extend_from_slice(&[0; 48]);
+        p2pguard::synth::ethernet(
+            "10.0.0.1:5000",
+            "10.0.0.2:6881",
+            p2pguard::synth::TCP_DATA,
+            &hs,
+        )
+    };
+    let block = |kind: u32, body: &[u8]| {
+        let len = (12 + body.len()) as u32;
+        let mut b = kind.to_le_bytes().to_vec();
+        b.extend_from_slice(&len.to_le_bytes());
+        b.extend_from_slice(body);
+        b.extend_from_slice(&len.to_le_bytes());
+        b
+    };
+    let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+    shb.extend_from_slice(&[1, 0, 0, 0]);
+    shb.extend_from_slice(&u64::MAX.to_le_bytes());
+    let mut idb = vec![1, 0, 0, 0];
+    idb.extend_from_slice(&65535u32.to_le_bytes());
+    let mut epb = vec![0u8; 4];
+    epb.extend_from_slice(&[0; 8]);
+    epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    epb.extend_from_slice(&frame);
+    while epb.len() % 4 != 0 {
+        epb.push(0);
+    }
+    let mut file = block(0x0a0d_0d0a, &shb);
+    file.extend(block(1, &idb));
+    file.extend(block(6, &epb));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("really-pcapng.pcap");
+    std::fs::write(&path, file).unwrap();
+    p2pguard()
+        .args(["analyze", "-f", "jsonl"])
+        .arg(&path)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("bittorrent.handshake"));
+}
+
+#[test]
+fn writes_csv_with_a_header() {
+    let out = p2pguard()
+        .args(["analyze", "-f", "csv", "captures/bt-udp-tracker.pcap"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut rows = csv::Reader::from_reader(text.as_bytes());
+    let header = rows.headers().unwrap().clone();
+    assert_eq!(&header[0], "id");
+    assert!(header.iter().any(|h| h == "protocol"));
+    let records: Vec<_> = rows.records().map(|r| r.unwrap()).collect();
+    assert_eq!(records.len(), 3);
+    let proto = header.iter().position(|h| h == "protocol").unwrap();
+    assert!(records.iter().all(|r| &r[proto] == "bittorrent"));
+    p2pguard()
+        .args([
+            "analyze",
+            "-f",
+            "summary",
+            "--p2p-only",
+            "captures/bt-dht.pcap",
+        ])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn writes_every_packet_of_the_p2p_flows_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p2p.pcap");
+    p2pguard()
+        .args(["analyze", "-q", "-w"])
+        .arg(&out)
+        .arg("captures/synthetic-vlan.pcap")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "Packets written to the P2P pcap: 18",
+        ));
+    // 22 frames: two conversations of 7 TCP + 2 DHT (P2P) + 2 DNS (not).
+    // The output must be exactly the P2P frames, in input order.
+    let frames = |path: &str| {
+        let mut cap = p2pguard::capture::CaptureFile::open(path).unwrap();
+        let link = cap.link_type();
+        let mut out = Vec::new();
+        while let Some(f) = cap.next_frame().unwrap() {
+            let p = p2pguard::decode::decode(link, f.data).unwrap();
+            out.push((f.ts, f.data.to_vec(), p.src_port == 53 || p.dst_port == 53));
+        }
+        out
+    };
+    let input = frames(capture("synthetic-vlan.pcap").to_str().unwrap());
+    let written = frames(out.to_str().unwrap());
+    let expected: Vec<_> = input.into_iter().filter(|f| !f.2).collect();
+    assert_eq!(written.len(), 18);
+    assert_eq!(written, expected);
+}

@@ -223,7 +223,7 @@ fn tells_pcapng_by_its_magic_number_not_its_name() {
     epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
     epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
     epb.extend_from_slice(&frame);
-    while epb.len() % 4 != 0 {
+    while !epb.len().is_multiple_of(4) {
         epb.push(0);
     }
     let mut file = block(0x0a0d_0d0a, &shb);

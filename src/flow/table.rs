@@ -8,7 +8,9 @@
 //! of the lists and expiry costs O(1) per packet. The longest-idle flow,
 //! evicted when the table is full, is the oldest of the four heads.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use super::key::{Direction, Endpoint, FlowKey};
 use crate::decode::{Packet, TcpFlags, Transport};
@@ -211,7 +213,10 @@ struct Node<T> {
 #[derive(Debug)]
 pub struct FlowTable<T> {
     config: FlowConfig,
-    index: HashMap<FlowKey, u32>,
+    /// Slab indices, found by the hash of their flow's key (the key itself
+    /// lives in the node only, which keeps an index entry at 4 bytes).
+    index: HashTable<u32>,
+    hasher: DefaultHashBuilder,
     nodes: Vec<Option<Node<T>>>,
     free: Vec<u32>,
     lists: [List; 4],
@@ -224,7 +229,8 @@ impl<T: Default> FlowTable<T> {
     pub fn new(config: FlowConfig) -> Self {
         FlowTable {
             config,
-            index: HashMap::new(),
+            index: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
             nodes: Vec::new(),
             free: Vec::new(),
             lists: [List {
@@ -283,7 +289,16 @@ impl<T: Default> FlowTable<T> {
         let flags = packet.tcp_flags;
         let opening_syn = flags.has(TcpFlags::SYN) && !flags.has(TcpFlags::ACK);
 
-        let mut existing = self.index.get(&key).copied();
+        let hash = self.hasher.hash_one(key);
+        let nodes = &self.nodes;
+        let mut existing = self
+            .index
+            .find(hash, |i| {
+                nodes[*i as usize]
+                    .as_ref()
+                    .is_some_and(|n| n.flow.key == key)
+            })
+            .copied();
         if let Some(i) = existing {
             let node = self.node(i);
             if opening_syn && node.class == Class::TcpClosing {
@@ -307,7 +322,7 @@ impl<T: Default> FlowTable<T> {
                 // means the capture missed the SYN, so its receiver began.
                 let syn_ack = flags.has(TcpFlags::SYN | TcpFlags::ACK);
                 let originator_is_lo = src_is_lo != syn_ack;
-                (self.insert(key, originator_is_lo, ts), true)
+                (self.insert(key, hash, originator_is_lo, ts), true)
             }
         };
 
@@ -364,7 +379,7 @@ impl<T: Default> FlowTable<T> {
 
     /// Ends every flow, in order of creation.
     pub fn drain(&mut self, ended: &mut impl FnMut(Flow<T>, EndReason)) {
-        let mut live: Vec<u32> = self.index.values().copied().collect();
+        let mut live: Vec<u32> = self.index.iter().copied().collect();
         live.sort_by_key(|i| self.node(*i).flow.id);
         for i in live {
             let flow = self.remove(i);
@@ -400,7 +415,7 @@ impl<T: Default> FlowTable<T> {
             .min_by_key(|i| (self.node(*i).flow.last_seen, self.node(*i).flow.id))
     }
 
-    fn insert(&mut self, key: FlowKey, originator_is_lo: bool, ts: Timestamp) -> u32 {
+    fn insert(&mut self, key: FlowKey, hash: u64, originator_is_lo: bool, ts: Timestamp) -> u32 {
         let flow = Flow {
             key,
             id: self.next_id,
@@ -430,7 +445,12 @@ impl<T: Default> FlowTable<T> {
                 (self.nodes.len() - 1) as u32
             }
         };
-        self.index.insert(key, i);
+        let (nodes, hasher) = (&self.nodes, &self.hasher);
+        self.index.insert_unique(hash, i, |j| {
+            nodes[*j as usize]
+                .as_ref()
+                .map_or(0, |n| hasher.hash_one(n.flow.key))
+        });
         self.stats.peak = self.stats.peak.max(self.index.len() as u64);
         // Linked into its list by the caller's push_back; keep the invariant
         // that every live node is in exactly one list.
@@ -441,7 +461,10 @@ impl<T: Default> FlowTable<T> {
     fn remove(&mut self, i: u32) -> Flow<T> {
         self.unlink(i);
         let node = self.nodes[i as usize].take().expect("live flow");
-        self.index.remove(&node.flow.key);
+        let hash = self.hasher.hash_one(node.flow.key);
+        if let Ok(entry) = self.index.find_entry(hash, |j| *j == i) {
+            entry.remove();
+        }
         self.free.push(i);
         node.flow
     }
@@ -492,11 +515,13 @@ impl<T: Default> FlowTable<T> {
 }
 
 /// Bytes one flow costs in the table: its slab node plus its share of the
-/// hash index (key, slot number and control byte at the index's maximum load
-/// factor of 7/8).
+/// hash index (a 4-byte slot number and a control byte, at the index's
+/// maximum load factor of 7/8). Facts found in clear text (info-hash, peer
+/// ids, client names) are allocated separately, for the few flows that have
+/// them.
 pub fn bytes_per_flow<T>() -> usize {
-    let index_entry = std::mem::size_of::<(FlowKey, u32)>() + 1;
-    std::mem::size_of::<Option<Node<T>>>() + index_entry * 8 / 7
+    let index_entry = std::mem::size_of::<u32>() + 1;
+    std::mem::size_of::<Option<Node<T>>>() + (index_entry * 8).div_ceil(7)
 }
 
 #[cfg(test)]

@@ -135,18 +135,25 @@ impl<W: Write> FlowSink for SummaryWriter<W> {
             }
             let mut hosts: Vec<(&IpAddr, &HostTotals)> = self.hosts.iter().collect();
             hosts.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(b.0)));
+            let shown = &hosts[..hosts.len().min(self.top)];
+            let width = shown
+                .iter()
+                .map(|(ip, _)| ip.to_string().len())
+                .max()
+                .unwrap_or(4)
+                .max(4);
             writeln!(o)?;
             writeln!(o, "Top P2P hosts by bytes")?;
             writeln!(
                 o,
-                "  {:<39} {:<22} {:>6} {:>10}  {:<24} {:<24}",
-                "host", "protocols", "flows", "bytes", "first seen", "last seen"
+                "  {:<width$} {:<22} {:>6} {:>10}  {:<23}  last seen",
+                "host", "protocols", "flows", "bytes", "first seen"
             )?;
-            for (ip, h) in hosts.iter().take(self.top) {
+            for (ip, h) in shown {
                 let protos: Vec<&str> = h.protocols.iter().map(|p| p.as_str()).collect();
                 writeln!(
                     o,
-                    "  {:<39} {:<22} {:>6} {:>10}  {:<24} {:<24}",
+                    "  {:<width$} {:<22} {:>6} {:>10}  {:<23}  {}",
                     ip.to_string(),
                     protos.join(","),
                     h.flows,

@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 SHARED ?= ../shared/captures
-DEMO_CAPTURE ?= captures/synthetic-edge-cases.pcap
+DEMO_CAPTURE ?= captures/bt-dht.pcap
 APT_PACKAGES := libpcap-dev pkg-config
 
 .PHONY: all deps build demo test fmt-check clippy unit eval clean

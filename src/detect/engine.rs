@@ -81,6 +81,9 @@ impl Detection {
         let mut names = Vec::new();
         let mut ids = HashMap::new();
         for name in Detectors::evidence_names() {
+            if ids.contains_key(name) {
+                continue; // declared by two detectors (e.g. a handshake over TCP and uTP)
+            }
             let id = match rules.rules().iter().position(|r| r.id == name) {
                 Some(i) => i,
                 None => {
@@ -157,8 +160,13 @@ impl Detection {
             state.add(e.protocol, id, e.strength, side, flow_packets);
         }
 
+        // A bidirectional verdict cannot rise further; detection then stops,
+        // unless no fact (info-hash, peer id, client) has been found yet and
+        // the detectors' budget still lets one turn up (e.g. the UDP
+        // tracker's announce that follows its connect exchange).
         let decided = state.verdict.protocol.is_some()
-            && state.verdict.confidence == Confidence::Bidirectional;
+            && state.verdict.confidence == Confidence::Bidirectional
+            && state.facts.is_some();
         let rules_done = [Direction::Originator, Direction::Responder]
             .into_iter()
             .all(|d| state.payload_packets[d.index()] >= self.rules.max_packet(d));

@@ -25,8 +25,12 @@ mod field {
     pub const LEN: usize = 68;
 }
 
+/// Bytes of a handshake up to the end of the info-hash: what every client
+/// sends before waiting (BEP 3 lets a side hold its peer id back).
+pub(crate) const HANDSHAKE_MIN: usize = field::INFO_HASH.end;
+
 /// The protocol string, with its length byte (19).
-const PREFIX: &[u8; 20] = b"\x13BitTorrent protocol";
+pub(crate) const PREFIX: &[u8; 20] = b"\x13BitTorrent protocol";
 
 /// Largest message a client sends: a 16 KiB block plus header is the norm;
 /// bitfields of huge torrents and extension messages (metadata pieces of
@@ -168,7 +172,7 @@ impl Detector for PeerWire {
 
 /// Takes the info-hash, peer id and the client it names from a whole
 /// handshake at the start of `data`.
-fn handshake_facts(data: &[u8], facts: &mut FactSink<'_>) {
+pub(crate) fn handshake_facts(data: &[u8], facts: &mut FactSink<'_>) {
     if let Some(hash) = data.get(field::INFO_HASH) {
         let mut h = [0u8; 20];
         h.copy_from_slice(hash);

@@ -13,6 +13,7 @@
 //!   differ by exactly one, and each side acknowledges close to what the
 //!   other sends.
 
+use super::bittorrent;
 use crate::decode::Transport;
 use crate::detect::{
     Confidence, Detector, Evidence, FactSink, Interest, PacketView, Probe, Protocol,
@@ -152,13 +153,22 @@ struct Side {
 
 /// Per-flow state.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct State([Side; 2]);
+pub struct State {
+    sides: [Side; 2],
+    /// The relation between the sides was reported.
+    related: bool,
+    /// A peer-wire handshake inside a DATA packet was reported.
+    handshake: bool,
+}
 
 impl Detector for Utp {
     type State = State;
     const NAME: &'static str = "utp";
-    const EVIDENCE: &'static [&'static str] =
-        &["bittorrent.utp.handshake", "bittorrent.utp.stream"];
+    const EVIDENCE: &'static [&'static str] = &[
+        "bittorrent.utp.handshake",
+        "bittorrent.utp.stream",
+        "bittorrent.handshake",
+    ];
 
     fn interest(&self) -> Interest {
         Interest {
@@ -171,7 +181,7 @@ impl Detector for Utp {
         &self,
         state: &mut State,
         packet: &PacketView<'_>,
-        _facts: &mut FactSink<'_>,
+        facts: &mut FactSink<'_>,
     ) -> Probe {
         let Some(h) = parse(packet.payload) else {
             // BitTorrent clients share one UDP socket between uTP and the
@@ -179,8 +189,8 @@ impl Detector for Utp {
             return Probe::NeedMore;
         };
         let me = packet.direction.index();
-        let other = state.0[1 - me];
-        let side = &mut state.0[me];
+        let other = state.sides[1 - me];
+        let side = &mut state.sides[me];
         side.seen = true;
         if h.kind == ST_SYN {
             side.syn = true;
@@ -193,42 +203,57 @@ impl Detector for Utp {
             side.seq_nr = h.seq_nr;
         }
         side.ack_nr = h.ack_nr;
-        if !other.seen {
-            return Probe::NeedMore;
-        }
-        // The SYN's receiver answers with the SYN's connection id and
-        // acknowledges its sequence number.
-        if other.syn
-            && h.kind != ST_SYN
-            && h.connection_id == other.connection_id
-            && h.ack_nr == other.seq_nr
+        if !state.related
+            && let Some(name) = relation(&h, &other)
         {
-            return found("bittorrent.utp.handshake");
+            state.related = true;
+            return found(name, Confidence::Bidirectional);
         }
-        // Mid-stream: the initiator sends with id+1, the other with id; and
-        // each acknowledges close to what the other sends.
-        let ids_pair = h.connection_id.wrapping_sub(other.connection_id) == 1
-            || other.connection_id.wrapping_sub(h.connection_id) == 1;
-        let close = |ack: u16, seq: u16| {
-            seq.wrapping_sub(ack) <= MAX_SEQ_GAP || ack.wrapping_sub(seq) <= MAX_SEQ_GAP
-        };
-        if !other.syn
-            && h.kind != ST_SYN
-            && ids_pair
-            && close(h.ack_nr, other.seq_nr)
-            && close(other.ack_nr, h.seq_nr)
+        // Cleartext BitTorrent over uTP: the peer-wire handshake opens the
+        // first DATA packet of each side.
+        let data = packet.payload.get(h.payload_offset..).unwrap_or_default();
+        if h.kind == ST_DATA
+            && data.starts_with(bittorrent::PREFIX)
+            && data.len() >= bittorrent::HANDSHAKE_MIN
         {
-            return found("bittorrent.utp.stream");
+            bittorrent::handshake_facts(data, facts);
+            if !state.handshake {
+                state.handshake = true;
+                return found("bittorrent.handshake", Confidence::Unidirectional);
+            }
         }
         Probe::NeedMore
     }
 }
 
-fn found(name: &'static str) -> Probe {
+/// The evidence `h` gives of a relation with the other side's latest
+/// packet, if any.
+fn relation(h: &Header, other: &Side) -> Option<&'static str> {
+    if !other.seen || h.kind == ST_SYN {
+        return None;
+    }
+    // The SYN's receiver answers with the SYN's connection id and
+    // acknowledges its sequence number.
+    if other.syn {
+        return (h.connection_id == other.connection_id && h.ack_nr == other.seq_nr)
+            .then_some("bittorrent.utp.handshake");
+    }
+    // Mid-stream: the initiator sends with id+1, the other with id; and
+    // each acknowledges close to what the other sends.
+    let ids_pair = h.connection_id.wrapping_sub(other.connection_id) == 1
+        || other.connection_id.wrapping_sub(h.connection_id) == 1;
+    let close = |ack: u16, seq: u16| {
+        seq.wrapping_sub(ack) <= MAX_SEQ_GAP || ack.wrapping_sub(seq) <= MAX_SEQ_GAP
+    };
+    (ids_pair && close(h.ack_nr, other.seq_nr) && close(other.ack_nr, h.seq_nr))
+        .then_some("bittorrent.utp.stream")
+}
+
+fn found(name: &'static str, strength: Confidence) -> Probe {
     Probe::Match(Evidence {
         protocol: Protocol::Bittorrent,
         name,
-        strength: Confidence::Bidirectional,
+        strength,
     })
 }
 
@@ -377,6 +402,32 @@ mod tests {
         assert_eq!(
             h.evidence(&[(Originator, &a), (Responder, &far)]),
             vec![None, None]
+        );
+    }
+
+    #[test]
+    fn a_peer_wire_handshake_inside_utp_gives_its_facts() {
+        let mut h = Harness::udp(Utp);
+        let syn = packet(ST_SYN, &[], 7, 0, 100, 0, b"");
+        let state = packet(ST_STATE, &[], 7, 5, 900, 100, b"");
+        let mut hs = b"\x13BitTorrent protocol".to_vec();
+        hs.extend_from_slice(&[0; 8]);
+        hs.extend_from_slice(&[0x42; 20]);
+        hs.extend_from_slice(b"-LT2080-abcdefghijkl");
+        let data = packet(ST_DATA, &[], 8, 5, 101, 900, &hs);
+        let got = h.evidence(&[(Originator, &syn), (Responder, &state), (Originator, &data)]);
+        assert_eq!(
+            got,
+            vec![
+                None,
+                Some("bittorrent.utp.handshake"),
+                Some("bittorrent.handshake")
+            ]
+        );
+        assert_eq!(h.facts().info_hash, Some([0x42; 20]));
+        assert_eq!(
+            h.facts().client[0].as_deref(),
+            Some("libtorrent (Rasterbar) 2080")
         );
     }
 

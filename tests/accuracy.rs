@@ -190,9 +190,6 @@ fn accuracy_on_the_shared_captures() {
         either += r.either;
         either_named += r.either_named;
         decided.extend(&r.decided_at);
-        if r.p2p + r.either + r.false_positives == 0 {
-            continue;
-        }
         println!(
             "{:<38} {:<9} {:>9} {:>9} {:>4} {:>8}",
             file,

@@ -32,17 +32,41 @@ pub use registry::DETECTOR_NAMES;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
-    /// BitTorrent: peer wire, uTP, DHT, trackers, local peer discovery.
+    /// BitTorrent: peer wire (TCP, uTP), DHT (mainline and Vuze), trackers,
+    /// local peer discovery, web seeds, and its MSE/PE-encrypted form.
     Bittorrent,
-    /// Gnutella and Gnutella2, including their HTTP downloads and UDP traffic.
+    /// Gnutella and Gnutella2, their HTTP downloads, UDP traffic and the
+    /// Mojito DHT.
     Gnutella,
     /// eDonkey2000 / eMule, and the Kad DHT.
     Edonkey,
+    /// Direct Connect: NMDC and ADC hubs and client-to-client transfers.
+    Directconnect,
+    /// FastTrack (KaZaA, Grokster, iMesh).
+    Fasttrack,
+    /// Ares Galaxy.
+    Ares,
+    /// Soulseek.
+    Soulseek,
+    /// Thunder / Xunlei.
+    Thunder,
+    /// PPStream and PPLive P2P streaming.
+    Ppstream,
 }
 
 impl Protocol {
     /// Every protocol, in report order.
-    pub const ALL: [Protocol; 3] = [Protocol::Bittorrent, Protocol::Gnutella, Protocol::Edonkey];
+    pub const ALL: [Protocol; 9] = [
+        Protocol::Bittorrent,
+        Protocol::Gnutella,
+        Protocol::Edonkey,
+        Protocol::Directconnect,
+        Protocol::Fasttrack,
+        Protocol::Ares,
+        Protocol::Soulseek,
+        Protocol::Thunder,
+        Protocol::Ppstream,
+    ];
 
     /// The lower-case name.
     pub fn as_str(self) -> &'static str {
@@ -50,6 +74,12 @@ impl Protocol {
             Protocol::Bittorrent => "bittorrent",
             Protocol::Gnutella => "gnutella",
             Protocol::Edonkey => "edonkey",
+            Protocol::Directconnect => "directconnect",
+            Protocol::Fasttrack => "fasttrack",
+            Protocol::Ares => "ares",
+            Protocol::Soulseek => "soulseek",
+            Protocol::Thunder => "thunder",
+            Protocol::Ppstream => "ppstream",
         }
     }
 

@@ -3,8 +3,9 @@
 //! no clock. Capture sources feed it; outputs consume the [`FlowRecord`]s of
 //! flows as they end.
 
-use crate::decode::{self, LinkType, Skip, SkipCounts};
-use crate::detect::{DetectConfig, Detection, FlowState, PacketView, Protocol};
+use crate::decode::{self, LinkType, Skip, SkipCounts, Transport};
+use crate::detect::cache::{CacheStats, EndpointCache, Learnt, Transports};
+use crate::detect::{Confidence, DetectConfig, Detection, FlowState, PacketView, Protocol};
 use crate::flow::{EndReason, Flow, FlowConfig, FlowTable, FlowTableStats, bytes_per_flow};
 use crate::output::FlowRecord;
 use crate::timestamp::Timestamp;
@@ -55,6 +56,8 @@ pub struct PipelineStats {
     pub bytes_per_flow: usize,
     /// Flows tracked at the end, before the final drain.
     pub flows_open_at_end: u64,
+    /// Endpoint cache counters.
+    pub cache: CacheStats,
     /// Earliest and latest packet time.
     pub first_ts: Option<Timestamp>,
     /// Latest packet time.
@@ -66,6 +69,9 @@ pub struct PipelineStats {
 pub struct Pipeline {
     table: FlowTable<FlowState>,
     detection: Detection,
+    cache: EndpointCache,
+    /// Endpoints announced by the packet being processed (reused buffer).
+    learnt: Vec<Learnt>,
     stats: PipelineStats,
     now: Timestamp,
 }
@@ -75,6 +81,8 @@ impl Pipeline {
     pub fn new(flows: FlowConfig, detect: DetectConfig) -> Pipeline {
         Pipeline {
             table: FlowTable::new(flows),
+            cache: EndpointCache::new(detect.cache.clone()),
+            learnt: Vec::new(),
             detection: Detection::new(detect),
             stats: PipelineStats {
                 bytes_per_flow: bytes_per_flow::<FlowState>(),
@@ -126,6 +134,16 @@ impl Pipeline {
         });
         let flow = self.table.get_mut(tracked.flow);
         let mut verdict_changed = false;
+        if tracked.is_new {
+            // A flow to or from a known P2P endpoint is named at once.
+            let hit = [flow.responder(), flow.originator()]
+                .into_iter()
+                .find_map(|ep| self.cache.lookup(ep, packet.transport, ts));
+            if let Some(protocol) = hit {
+                self.detection.name_from_cache(&mut flow.ext, protocol);
+                verdict_changed = true;
+            }
+        }
         if !packet.payload.is_empty() && !flow.ext.finished() {
             let (src, dst) = match tracked.direction {
                 crate::flow::Direction::Originator => (flow.originator(), flow.responder()),
@@ -142,8 +160,25 @@ impl Pipeline {
                 truncated: packet.truncated,
             };
             let total = flow.total_packets();
-            let progress = self.detection.inspect(&mut flow.ext, &view, total);
-            verdict_changed = progress.verdict_changed;
+            let progress = self
+                .detection
+                .inspect(&mut flow.ext, &view, total, &mut self.learnt);
+            verdict_changed |= progress.verdict_changed;
+            for learnt in self.learnt.drain(..) {
+                self.cache.learn(learnt, ts);
+            }
+            // Structural evidence confirms the flow's listening endpoints:
+            // the TCP responder; for UDP both sides (P2P UDP sockets listen).
+            if let (Some(protocol), false) = (flow.ext.verdict.protocol, flow.ext.endpoints_cached)
+                && flow.ext.verdict.confidence >= Confidence::Unidirectional
+            {
+                flow.ext.endpoints_cached = true;
+                let t = Transports::from(packet.transport);
+                self.cache.confirm(protocol, flow.responder(), t, ts);
+                if packet.transport == Transport::Udp {
+                    self.cache.confirm(protocol, flow.originator(), t, ts);
+                }
+            }
         }
         PacketOutcome::Tracked {
             flow: flow.id,
@@ -164,6 +199,7 @@ impl Pipeline {
     pub fn stats(&self) -> PipelineStats {
         PipelineStats {
             flows: self.table.stats().clone(),
+            cache: self.cache.stats(),
             ..self.stats.clone()
         }
     }

@@ -119,9 +119,7 @@ fn accuracy_on_the_shared_captures() {
         let options = AnalyzeOptions {
             inputs: vec![path.to_string_lossy().into_owned()],
             flows: FlowConfig::default(),
-            detect: DetectConfig {
-                rules: rules.clone(),
-            },
+            detect: DetectConfig::new(rules.clone()),
             pcap_out: None,
             pcap_queue_bytes: 0,
             pcap_queue_wait: Duration::from_secs(1),

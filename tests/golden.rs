@@ -21,9 +21,7 @@ fn jsonl(capture: &str) -> String {
     let options = AnalyzeOptions {
         inputs: vec![capture.to_string()],
         flows: FlowConfig::default(),
-        detect: DetectConfig {
-            rules: RuleSet::load_with(builtin_sources(), &[]).unwrap(),
-        },
+        detect: DetectConfig::new(RuleSet::load_with(builtin_sources(), &[]).unwrap()),
         pcap_out: None,
         pcap_queue_bytes: 0,
         pcap_queue_wait: Duration::from_secs(1),

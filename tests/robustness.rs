@@ -20,7 +20,7 @@ fn pipeline() -> Pipeline {
             max_flows: 64,
             ..FlowConfig::default()
         },
-        DetectConfig { rules },
+        DetectConfig::new(rules),
     )
 }
 

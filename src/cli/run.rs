@@ -65,7 +65,7 @@ pub fn analyze_command(args: AnalyzeArgs) -> Result<bool, Failure> {
     let options = AnalyzeOptions {
         inputs: args.inputs.clone(),
         flows,
-        detect: DetectConfig { rules },
+        detect: DetectConfig::new(rules),
         pcap_out: args.write_p2p.clone(),
         pcap_queue_bytes: 64 << 20,
         pcap_queue_wait: Duration::from_secs(120),

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use super::cache::{CacheConfig, Learnt};
 use super::registry::{DetectorStates, Detectors};
 use super::rules::RuleSet;
 use super::{Confidence, Evidence, Facts, PacketView, Protocol, Verdict};
@@ -14,7 +15,22 @@ use crate::flow::Direction;
 pub struct DetectConfig {
     /// The compiled signature rules.
     pub rules: RuleSet,
+    /// Limits of the endpoint cache.
+    pub cache: CacheConfig,
 }
+
+impl DetectConfig {
+    /// These rules, with the default cache limits.
+    pub fn new(rules: RuleSet) -> DetectConfig {
+        DetectConfig {
+            rules,
+            cache: CacheConfig::default(),
+        }
+    }
+}
+
+/// The evidence of a flow named from the endpoint cache.
+pub const CACHE_EVIDENCE: &str = "cache.endpoint";
 
 /// Evidence names a flow keeps at most; later ones are counted, not kept.
 const MAX_EVIDENCE: usize = 6;
@@ -35,6 +51,8 @@ pub struct FlowState {
     retired: u32,
     /// No rule or detector will look at another packet of this flow.
     finished: bool,
+    /// The flow's endpoints were given to the endpoint cache.
+    pub endpoints_cached: bool,
     /// Cleartext facts, if any were found.
     pub facts: Option<Box<Facts>>,
     detectors: DetectorStates,
@@ -80,7 +98,10 @@ impl Detection {
         // detector evidence name that is also a rule id shares its id.
         let mut names = Vec::new();
         let mut ids = HashMap::new();
-        for name in Detectors::evidence_names() {
+        for name in Detectors::evidence_names()
+            .into_iter()
+            .chain([CACHE_EVIDENCE])
+        {
             if ids.contains_key(name) {
                 continue; // declared by two detectors (e.g. a handshake over TCP and uTP)
             }
@@ -106,6 +127,12 @@ impl Detection {
         &self.rules
     }
 
+    /// Names a new flow from the endpoint cache (confidence `cache`).
+    pub fn name_from_cache(&self, state: &mut FlowState, protocol: Protocol) {
+        let id = self.ids.get(CACHE_EVIDENCE).copied().unwrap_or(u16::MAX);
+        state.add(protocol, id, Confidence::Cache, 0, 1);
+    }
+
     /// The name of an evidence id.
     pub fn evidence_name(&self, id: u16) -> &str {
         let id = usize::from(id);
@@ -123,6 +150,7 @@ impl Detection {
         state: &mut FlowState,
         view: &PacketView<'_>,
         flow_packets: u64,
+        learnt: &mut Vec<Learnt>,
     ) -> Progress {
         if state.finished {
             return Progress::default();
@@ -147,6 +175,7 @@ impl Detection {
             &mut state.retired,
             &view,
             &mut state.facts,
+            learnt,
             &mut |e| {
                 if let Some(slot) = reported.get_mut(n) {
                     *slot = Some(e);

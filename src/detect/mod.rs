@@ -11,6 +11,7 @@
 //! detectors state facts; what to do about them is the policy's business.
 
 pub mod bencode;
+pub mod cache;
 mod engine;
 pub mod protocols;
 mod registry;
@@ -209,17 +210,57 @@ pub struct Facts {
     pub client: [Option<String>; 2],
 }
 
-/// Where a detector records [`Facts`]; the first value seen for a field wins.
-/// Storage is allocated only when a fact is found.
+/// Where a detector records [`Facts`] (the first value seen for a field
+/// wins; storage is allocated only when a fact is found) and the P2P
+/// endpoints the protocol announces, for the endpoint cache.
 pub struct FactSink<'a> {
     facts: &'a mut Option<Box<Facts>>,
     direction: Direction,
+    learnt: Option<&'a mut Vec<cache::Learnt>>,
 }
 
 impl<'a> FactSink<'a> {
-    /// A sink writing into `facts` for the side `direction`.
+    /// A sink writing into `facts` for the side `direction`; announced
+    /// endpoints are dropped.
     pub fn new(facts: &'a mut Option<Box<Facts>>, direction: Direction) -> Self {
-        FactSink { facts, direction }
+        FactSink {
+            facts,
+            direction,
+            learnt: None,
+        }
+    }
+
+    /// A sink that also collects announced endpoints into `learnt`.
+    pub fn with_learnt(
+        facts: &'a mut Option<Box<Facts>>,
+        direction: Direction,
+        learnt: &'a mut Vec<cache::Learnt>,
+    ) -> Self {
+        FactSink {
+            facts,
+            direction,
+            learnt: Some(learnt),
+        }
+    }
+
+    /// Records an endpoint the protocol announced as running `protocol`
+    /// (a peer in a tracker reply, a DHT node, a listen port, ...).
+    pub fn peer(
+        &mut self,
+        protocol: Protocol,
+        ip: std::net::IpAddr,
+        port: u16,
+        transports: cache::Transports,
+    ) {
+        if let Some(learnt) = self.learnt.as_deref_mut()
+            && learnt.len() < MAX_LEARNT_PER_PACKET
+        {
+            learnt.push(cache::Learnt {
+                protocol,
+                endpoint: Endpoint::new(ip, port),
+                transports,
+            });
+        }
     }
 
     fn facts(&mut self) -> &mut Facts {
@@ -262,6 +303,10 @@ impl<'a> FactSink<'a> {
 
 /// Longest client name kept.
 const MAX_FACT_LEN: usize = 64;
+
+/// Endpoints kept from one packet (a full DHT `nodes` reply holds 8, a
+/// tracker reply rarely more than 200).
+const MAX_LEARNT_PER_PACKET: usize = 256;
 
 /// Printable ASCII as is, anything else as `\xHH`, so that facts taken from
 /// the wire are safe to print and to put in JSON or CSV.

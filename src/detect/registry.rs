@@ -1,6 +1,7 @@
 //! The one place that lists the structural detectors. Adding a protocol is
 //! one new file in `protocols/` plus one line here.
 
+use super::cache::Learnt;
 use super::protocols::{bittorrent, dht, edonkey, gnutella, lsd, tracker, utp};
 use super::{Detector, Evidence, FactSink, Facts, PacketView, Probe};
 
@@ -39,6 +40,7 @@ macro_rules! registry {
                 retired: &mut u32,
                 view: &PacketView<'_>,
                 facts: &mut Option<Box<Facts>>,
+                learnt: &mut Vec<Learnt>,
                 on_evidence: &mut impl FnMut(Evidence),
             ) {
                 let mut bit = 1u32;
@@ -48,7 +50,7 @@ macro_rules! registry {
                         if interest.transport.is_some_and(|t| t != view.transport) {
                             *retired |= bit;
                         } else if view.index <= interest.max_payload_packets {
-                            let mut sink = FactSink::new(facts, view.direction);
+                            let mut sink = FactSink::with_learnt(facts, view.direction, learnt);
                             match self.$field.inspect(&mut states.$field, view, &mut sink) {
                                 Probe::Match(e) => on_evidence(e),
                                 Probe::NeedMore => {}

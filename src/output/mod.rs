@@ -228,6 +228,15 @@ impl RunStats {
                 "open_at_end": p.flows_open_at_end,
                 "bytes_per_flow": p.bytes_per_flow,
             },
+            "endpoint_cache": {
+                "size": p.cache.size,
+                "confirmed": p.cache.confirmed,
+                "learnt": p.cache.learnt,
+                "refused": p.cache.refused,
+                "hits": p.cache.hits,
+                "evicted": p.cache.evicted,
+                "expired": p.cache.expired,
+            },
             "pcap_output": self.pcap.as_ref().map(|w| serde_json::json!({
                 "written": w.written,
                 "unresolved_dropped": w.unresolved_dropped,

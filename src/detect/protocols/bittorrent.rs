@@ -12,6 +12,7 @@
 use super::peer_id;
 use crate::decode::Transport;
 use crate::detect::bencode;
+use crate::detect::cache::Transports;
 use crate::detect::{
     Confidence, Detector, Evidence, FactSink, Interest, PacketView, Probe, Protocol,
 };
@@ -144,8 +145,11 @@ impl Detector for PeerWire {
         }
         if side.phase == Phase::Messages {
             match follow_messages(side, data, facts) {
-                Ok(extended) => {
-                    if extended {
+                Ok(seen) => {
+                    if let Some(port) = seen.dht_port {
+                        facts.peer(Protocol::Bittorrent, packet.src.ip(), port, Transports::UDP);
+                    }
+                    if seen.extended {
                         side.found |= EXTENDED;
                     }
                     if side.messages >= FRAMING_EVIDENCE {
@@ -197,10 +201,19 @@ fn handshake_part(data: &[u8], seen: usize) -> Option<usize> {
     (part[..overlap] == prefix[..overlap]).then_some(take)
 }
 
-/// Follows message framing through `data`. Returns whether an extension
-/// handshake (BEP 10) went by, or `Err` if the bytes do not frame.
-fn follow_messages(side: &mut Side, mut data: &[u8], facts: &mut FactSink<'_>) -> Result<bool, ()> {
-    let mut extended = false;
+/// What went by in the messages of a packet.
+#[derive(Default)]
+struct Seen {
+    /// An extension handshake (BEP 10).
+    extended: bool,
+    /// The DHT port of a `port` message (BEP 5).
+    dht_port: Option<u16>,
+}
+
+/// Follows message framing through `data`. Returns what went by, or `Err`
+/// if the bytes do not frame.
+fn follow_messages(side: &mut Side, mut data: &[u8], facts: &mut FactSink<'_>) -> Result<Seen, ()> {
+    let mut seen = Seen::default();
     while !data.is_empty() {
         if side.remaining > 0 {
             let skip = data.len().min(side.remaining as usize);
@@ -225,8 +238,13 @@ fn follow_messages(side: &mut Side, mut data: &[u8], facts: &mut FactSink<'_>) -
             if id == 20 && data.get(5) == Some(&0) {
                 let end = data.len().min(4 + len as usize);
                 if let Some(dict) = data.get(6..end) {
-                    extended |= extension_handshake(dict, facts);
+                    seen.extended |= extension_handshake(dict, facts);
                 }
+            }
+            if id == 9
+                && let Some(port) = data.get(5..7)
+            {
+                seen.dht_port = Some(u16::from_be_bytes([port[0], port[1]]));
             }
         }
         side.messages = side.messages.saturating_add(1);
@@ -238,7 +256,7 @@ fn follow_messages(side: &mut Side, mut data: &[u8], facts: &mut FactSink<'_>) -
             data = &[];
         }
     }
-    Ok(extended)
+    Ok(seen)
 }
 
 /// Length rules of the fixed-size messages (BEP 3, BEP 6).

@@ -10,8 +10,10 @@
 //! is not enough. A response or error whose transaction id answers a query
 //! of the other side proves the exchange.
 
+use super::peers;
 use crate::decode::Transport;
 use crate::detect::bencode::{self, Items, Value};
+use crate::detect::cache::Transports;
 use crate::detect::{
     Confidence, Detector, Evidence, FactSink, Interest, PacketView, Probe, Protocol,
 };
@@ -88,6 +90,7 @@ impl Detector for Dht {
             }
         };
         record_facts(kind, dict, facts);
+        learn_endpoints(kind, dict, packet, facts);
         let name = match kind {
             Kind::Query => "bittorrent.dht.query",
             Kind::Response => "bittorrent.dht.response",
@@ -171,6 +174,63 @@ fn record_facts(kind: Kind, dict: Items<'_>, facts: &mut FactSink<'_>) {
     }
 }
 
+/// Endpoints a KRPC message announces: the peers of a `get_peers` reply
+/// (`values`, which listen on TCP and uTP), the DHT nodes of `nodes` (26
+/// bytes each: id and compact IPv4) and `nodes6` (38 bytes), the sender
+/// itself (its DHT port), and the port an `announce_peer` announces.
+fn learn_endpoints(kind: Kind, dict: Items<'_>, packet: &PacketView<'_>, facts: &mut FactSink<'_>) {
+    let p = Protocol::Bittorrent;
+    let sender = packet.src;
+    facts.peer(p, sender.ip(), sender.port(), Transports::UDP);
+    let body = match kind {
+        Kind::Query => dict.get(b"a"),
+        Kind::Response => dict.get(b"r"),
+        Kind::Error => None,
+    };
+    let Some(body) = body.and_then(|b| b.as_dict()) else {
+        return;
+    };
+    if let Some(values) = body.get(b"values").and_then(|v| v.as_list()) {
+        for v in values.iter().filter_map(|v| v.as_bytes()) {
+            let peer = match v.len() {
+                6 => peers::compact_v4(v).next(),
+                18 => peers::compact_v6(v).next(),
+                _ => None,
+            };
+            if let Some((ip, port)) = peer {
+                facts.peer(p, ip, port, Transports::BOTH);
+            }
+        }
+    }
+    if let Some(nodes) = body.get(b"nodes").and_then(|v| v.as_bytes()) {
+        for node in nodes.chunks_exact(26) {
+            for (ip, port) in peers::compact_v4(&node[20..]) {
+                facts.peer(p, ip, port, Transports::UDP);
+            }
+        }
+    }
+    if let Some(nodes) = body.get(b"nodes6").and_then(|v| v.as_bytes()) {
+        for node in nodes.chunks_exact(38) {
+            for (ip, port) in peers::compact_v6(&node[20..]) {
+                facts.peer(p, ip, port, Transports::UDP);
+            }
+        }
+    }
+    if kind == Kind::Query && dict.get(b"q").and_then(|q| q.as_bytes()) == Some(b"announce_peer") {
+        let implied = body.get(b"implied_port").and_then(|v| v.as_int()) == Some(1);
+        let port = if implied {
+            Some(sender.port())
+        } else {
+            body.get(b"port")
+                .and_then(|v| v.as_int())
+                .and_then(|p| u16::try_from(p).ok())
+        };
+        if let Some(port) = port {
+            facts.peer(p, sender.ip(), port, Transports::BOTH);
+        }
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -235,6 +295,21 @@ mod tests {
         let r = format!("d1:q9:find_node1:rd2:id20:{ID}e1:t4:abcd1:y1:re");
         let mut h = Harness::udp(Dht);
         assert!(matches!(h.feed(Originator, r.as_bytes()), Probe::Match(_)));
+    }
+
+    #[test]
+    fn replies_feed_the_endpoint_cache() {
+        let mut r = format!("d1:rd2:id20:{ID}5:nodes26:abcdefghij0123456789").into_bytes();
+        r.extend_from_slice(&[10, 0, 0, 9, 0x1a, 0xe2]);
+        r.extend_from_slice(b"6:valuesl6:");
+        r.extend_from_slice(&[10, 0, 0, 7, 0x1a, 0xe1]);
+        r.extend_from_slice(b"ee1:t2:aa1:y1:re");
+        let mut h = Harness::udp(Dht);
+        assert!(matches!(h.feed(Responder, &r), Probe::Match(_)));
+        assert_eq!(
+            h.learnt(),
+            vec!["198.51.100.2:50000", "10.0.0.7:6881", "10.0.0.9:6882"]
+        );
     }
 
     #[test]

@@ -379,7 +379,7 @@ impl Detector for Edonkey {
     ) -> Probe {
         match packet.transport {
             Transport::Tcp => inspect_tcp(state, packet, facts),
-            Transport::Udp => inspect_udp(state, packet),
+            Transport::Udp => inspect_udp(state, packet, facts),
         }
     }
 }
@@ -426,7 +426,7 @@ fn inspect_tcp(state: &mut State, packet: &PacketView<'_>, facts: &mut FactSink<
 }
 
 /// UDP: checks each datagram and pairs replies with remembered requests.
-fn inspect_udp(state: &mut State, packet: &PacketView<'_>) -> Probe {
+fn inspect_udp(state: &mut State, packet: &PacketView<'_>, facts: &mut FactSink<'_>) -> Probe {
     if packet.src.port() == DNS_PORT || packet.dst.port() == DNS_PORT {
         return Probe::NotMine;
     }
@@ -437,6 +437,7 @@ fn inspect_udp(state: &mut State, packet: &PacketView<'_>) -> Probe {
     let Some(d) = datagram(packet.payload) else {
         return Probe::NotMine;
     };
+    learn_kad_contacts(packet.payload, facts);
     let mine = packet.direction.index();
     let theirs = packet.direction.reverse().index();
     let answered =
@@ -452,6 +453,39 @@ fn inspect_udp(state: &mut State, packet: &PacketView<'_>) -> Probe {
         evidence(name, Confidence::Unidirectional)
     } else {
         Probe::NeedMore
+    }
+}
+
+/// Records the contacts of a well-formed Kad bootstrap or find-node reply
+/// for the endpoint cache. A contact is id (16), IPv4 (4, little-endian as
+/// eMule writes it), UDP port (2), TCP port (2), version (1); its Kad UDP
+/// and eDonkey TCP ports are cached separately.
+fn learn_kad_contacts(datagram: &[u8], facts: &mut FactSink<'_>) {
+    use crate::detect::cache::Transports;
+    let (Some(&marker), Some(&opcode)) = (datagram.first(), datagram.get(1)) else {
+        return;
+    };
+    if marker != marker::KAD {
+        return;
+    }
+    let payload = datagram.get(2..).unwrap_or_default();
+    // Where the contact list starts, by opcode (the parser has already
+    // checked that the count matches the datagram's size).
+    let start = match opcode {
+        kad_op::RES | kad_op::RES_V1 => 17,
+        kad_op::BOOTSTRAP_RES => 21,
+        kad_op::BOOTSTRAP_RES_V1 => 2,
+        _ => return,
+    };
+    let Some(list) = payload.get(start..) else {
+        return;
+    };
+    for c in list.chunks_exact(field::KAD_CONTACT) {
+        let ip = std::net::IpAddr::from([c[19], c[18], c[17], c[16]]);
+        let udp = u16::from_le_bytes([c[20], c[21]]);
+        let tcp = u16::from_le_bytes([c[22], c[23]]);
+        facts.peer(Protocol::Edonkey, ip, udp, Transports::UDP);
+        facts.peer(Protocol::Edonkey, ip, tcp, Transports::TCP);
     }
 }
 
@@ -2148,6 +2182,26 @@ mod tests {
         let mut bad = kad_hello(kad_op::HELLO_REQ);
         bad[2 + 19] = 3;
         assert_eq!(Flow::new(Transport::Udp).send(A, &bad), Probe::NotMine);
+    }
+
+    #[test]
+    fn kad_replies_feed_the_endpoint_cache() {
+        let mut contact = vec![0x11u8; 16];
+        contact.extend_from_slice(&[4, 3, 2, 1]); // 1.2.3.4, little-endian
+        contact.extend_from_slice(&4672u16.to_le_bytes());
+        contact.extend_from_slice(&4662u16.to_le_bytes());
+        contact.push(8);
+        let mut res = vec![marker::KAD, kad_op::RES];
+        res.extend_from_slice(&[0x22; 16]);
+        res.push(1);
+        res.extend_from_slice(&contact);
+        let (mut facts, mut learnt) = (None, Vec::new());
+        learn_kad_contacts(
+            &res,
+            &mut FactSink::with_learnt(&mut facts, Direction::Responder, &mut learnt),
+        );
+        let got: Vec<String> = learnt.iter().map(|l| l.endpoint.to_string()).collect();
+        assert_eq!(got, vec!["1.2.3.4:4672", "1.2.3.4:4662"]);
     }
 
     #[test]

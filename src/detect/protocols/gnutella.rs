@@ -276,6 +276,29 @@ impl<'a> Message<'a> {
     }
 }
 
+/// Records the servents that pongs in `buf` announce (\[G06\] 2.4.2: port,
+/// little-endian, then the IPv4 address), for the endpoint cache. A
+/// servent takes Gnutella connections on TCP and UDP at that port.
+fn learn_pongs(buf: &[u8], facts: &mut FactSink<'_>) {
+    let mut found = Vec::new();
+    whole_messages(buf, |m| {
+        if m.function() == function::PONG
+            && let Some(p) = m.rest.get(..6)
+        {
+            let port = u16::from_le_bytes([p[0], p[1]]);
+            found.push((std::net::IpAddr::from([p[2], p[3], p[4], p[5]]), port));
+        }
+    });
+    for (ip, port) in found {
+        facts.peer(
+            Protocol::Gnutella,
+            ip,
+            port,
+            crate::detect::cache::Transports::BOTH,
+        );
+    }
+}
+
 /// Checks that `buf` is one or more whole messages, the declared lengths
 /// adding up to its size exactly (a UDP datagram, \[G06\] 2.3), and calls
 /// `each` for every message.
@@ -1258,7 +1281,10 @@ impl Detector for Gnutella {
                     return Probe::NeedMore;
                 }
                 match state.udp(side, buf) {
-                    UdpVerdict::Proven(e) => Some(e),
+                    UdpVerdict::Proven(e) => {
+                        learn_pongs(buf, facts);
+                        Some(e)
+                    }
                     UdpVerdict::Plausible => None,
                     // The first datagram decides whether to keep looking.
                     UdpVerdict::Foreign if state.flags & bit::MATCHED == 0 => {
@@ -1642,6 +1668,19 @@ mod tests {
         for payload in bad {
             assert_eq!(Flow::default().packet(O, TCP, payload), Probe::NotMine);
         }
+    }
+
+    #[test]
+    fn pongs_feed_the_endpoint_cache() {
+        let pong = message(7, function::PONG, 1, 0, PONG);
+        let (mut facts, mut learnt) = (None, Vec::new());
+        learn_pongs(
+            &pong,
+            &mut FactSink::with_learnt(&mut facts, Direction::Responder, &mut learnt),
+        );
+        let got: Vec<String> = learnt.iter().map(|l| l.endpoint.to_string()).collect();
+        // PONG's first bytes: port 0x18ca little-endian, then 10.0.0.1.
+        assert_eq!(got, vec!["10.0.0.1:6346"]);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! enough, and some clients also send the announcement by unicast.
 
 use crate::decode::Transport;
+use crate::detect::cache::Transports;
 use crate::detect::{
     Confidence, Detector, Evidence, FactSink, Interest, PacketView, Probe, Protocol,
 };
@@ -31,8 +32,14 @@ impl Detector for LocalDiscovery {
 
     fn inspect(&self, _: &mut (), packet: &PacketView<'_>, facts: &mut FactSink<'_>) -> Probe {
         match announcement(packet.payload) {
-            Some(hash) => {
+            Some((hash, port)) => {
                 facts.info_hash(hash);
+                facts.peer(
+                    Protocol::Bittorrent,
+                    packet.src.ip(),
+                    port,
+                    Transports::BOTH,
+                );
                 Probe::Match(Evidence {
                     protocol: Protocol::Bittorrent,
                     name: "bittorrent.lsd",
@@ -44,10 +51,10 @@ impl Detector for LocalDiscovery {
     }
 }
 
-/// Checks an announcement; returns its first info-hash.
-fn announcement(payload: &[u8]) -> Option<[u8; 20]> {
+/// Checks an announcement; returns its first info-hash and the port.
+fn announcement(payload: &[u8]) -> Option<([u8; 20], u16)> {
     let headers = payload.strip_prefix(REQUEST_LINE)?;
-    let (mut host, mut port, mut hash) = (false, false, None);
+    let (mut host, mut port, mut hash) = (false, None, None);
     for line in headers.split(|b| *b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
@@ -58,12 +65,17 @@ fn announcement(payload: &[u8]) -> Option<[u8; 20]> {
         if name.eq_ignore_ascii_case(b"host") {
             host = !value.is_empty();
         } else if name.eq_ignore_ascii_case(b"port") {
-            port = !value.is_empty() && value.len() <= 5 && value.iter().all(u8::is_ascii_digit);
+            port = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse::<u16>().ok());
         } else if name.eq_ignore_ascii_case(b"infohash") && hash.is_none() {
             hash = Some(parse_hex_20(value)?);
         }
     }
-    if host && port { hash } else { None }
+    match (host, hash, port) {
+        (true, Some(hash), Some(port)) => Some((hash, port)),
+        _ => None,
+    }
 }
 
 fn parse_hex_20(hex: &[u8]) -> Option<[u8; 20]> {
@@ -92,6 +104,14 @@ mod tests {
             vec![Some("bittorrent.lsd")]
         );
         assert_eq!(h.facts().info_hash.map(|h| h[0]), Some(0x01));
+    }
+
+    #[test]
+    fn the_announced_port_feeds_the_endpoint_cache() {
+        let msg = b"BT-SEARCH * HTTP/1.1\r\nHost: 239.192.152.143:6771\r\nPort: 6881\r\nInfohash: 0123456789abcdef0123456789abcdef01234567\r\n\r\n\r\n";
+        let mut h = Harness::udp(LocalDiscovery);
+        h.feed(Originator, msg);
+        assert_eq!(h.learnt(), vec!["192.0.2.1:6881"]);
     }
 
     #[test]

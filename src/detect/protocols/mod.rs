@@ -6,6 +6,7 @@ pub mod edonkey;
 pub mod gnutella;
 pub mod lsd;
 mod peer_id;
+mod peers;
 pub mod tracker;
 pub mod utp;
 

@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 
 use crate::decode::Transport;
+use crate::detect::cache::Learnt;
 use crate::detect::{Detector, FactSink, Facts, PacketView, Probe};
 use crate::flow::{Direction, Endpoint};
 use crate::timestamp::Timestamp;
@@ -14,6 +15,7 @@ pub struct Harness<D: Detector> {
     detector: D,
     state: D::State,
     facts: Option<Box<Facts>>,
+    learnt: Vec<Learnt>,
     counts: [u16; 2],
     transport: Transport,
     /// Sender and receiver of originator packets (swapped for the responder).
@@ -38,6 +40,7 @@ impl<D: Detector> Harness<D> {
             detector,
             state: D::State::default(),
             facts: None,
+            learnt: Vec::new(),
             counts: [0; 2],
             transport,
             endpoints: (a, b),
@@ -62,7 +65,7 @@ impl<D: Detector> Harness<D> {
             ts: Timestamp::from_secs(1),
             truncated: false,
         };
-        let mut sink = FactSink::new(&mut self.facts, direction);
+        let mut sink = FactSink::with_learnt(&mut self.facts, direction, &mut self.learnt);
         self.detector.inspect(&mut self.state, &view, &mut sink)
     }
 
@@ -80,6 +83,11 @@ impl<D: Detector> Harness<D> {
     /// Feeds packets and returns each probe.
     pub fn probes(&mut self, packets: &[(Direction, &[u8])]) -> Vec<Probe> {
         packets.iter().map(|(d, p)| self.feed(*d, p)).collect()
+    }
+
+    /// The endpoints announced so far, as `ip:port` text.
+    pub fn learnt(&self) -> Vec<String> {
+        self.learnt.iter().map(|l| l.endpoint.to_string()).collect()
     }
 
     /// The facts found so far.

@@ -13,9 +13,10 @@
 //! replies repeat the transaction id and have the matching action and a
 //! length the layout allows.
 
-use super::peer_id;
+use super::{peer_id, peers};
 use crate::decode::Transport;
 use crate::detect::bencode;
+use crate::detect::cache::Transports;
 use crate::detect::{
     Confidence, Detector, Evidence, FactSink, Interest, PacketView, Probe, Protocol,
 };
@@ -102,7 +103,7 @@ impl Detector for Tracker {
     ) -> Probe {
         match (packet.transport, packet.direction) {
             (Transport::Tcp, Direction::Originator) if packet.index == 1 => {
-                match http_request(packet.payload, facts) {
+                match http_request(packet, facts) {
                     Some(name) => {
                         state.request = Some(HTTP);
                         found(name, Confidence::Unidirectional)
@@ -122,6 +123,7 @@ impl Detector for Tracker {
                         Probe::NeedMore
                     }
                     Some(body) if tracker_dict(body) => {
+                        learn_reply_peers(body, facts);
                         found("bittorrent.tracker.reply", Confidence::Unidirectional)
                     }
                     _ => Probe::NotMine,
@@ -139,6 +141,9 @@ impl Detector for Tracker {
             },
             (Transport::Udp, Direction::Responder) => match state.request {
                 Some(action) if udp_reply(packet.payload, action, state.txid) => {
+                    if action == udp::ANNOUNCE {
+                        learn_udp_peers(packet, facts);
+                    }
                     found("bittorrent.tracker.udp_reply", Confidence::Bidirectional)
                 }
                 Some(_) => Probe::NeedMore,
@@ -156,8 +161,10 @@ fn found(name: &'static str, strength: Confidence) -> Probe {
     })
 }
 
-/// Checks an HTTP announce or scrape request line; records its facts.
-fn http_request(payload: &[u8], facts: &mut FactSink<'_>) -> Option<&'static str> {
+/// Checks an HTTP announce or scrape request line; records its facts and
+/// the requester's listen port.
+fn http_request(packet: &PacketView<'_>, facts: &mut FactSink<'_>) -> Option<&'static str> {
+    let payload = packet.payload;
     let line_end = payload.windows(2).position(|w| w == b"\r\n")?;
     let line = payload.get(..line_end)?;
     let rest = line.strip_prefix(b"GET ")?;
@@ -170,6 +177,7 @@ fn http_request(payload: &[u8], facts: &mut FactSink<'_>) -> Option<&'static str
     let (path, query) = (&target[..q], &target[q + 1..]);
     let mut info_hash = None;
     let mut peer = None;
+    let mut port = None;
     for pair in query.split(|b| *b == b'&') {
         let (key, value) = match pair.iter().position(|b| *b == b'=') {
             Some(i) => (&pair[..i], &pair[i + 1..]),
@@ -178,12 +186,25 @@ fn http_request(payload: &[u8], facts: &mut FactSink<'_>) -> Option<&'static str
         match key {
             b"info_hash" => info_hash = percent_decode_20(value),
             b"peer_id" => peer = percent_decode_20(value),
+            b"port" => {
+                port = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.parse::<u16>().ok())
+            }
             _ => {}
         }
     }
     let info_hash = info_hash?;
     facts.info_hash(info_hash);
     if let Some(id) = peer {
+        if let Some(port) = port {
+            facts.peer(
+                Protocol::Bittorrent,
+                packet.src.ip(),
+                port,
+                Transports::BOTH,
+            );
+        }
         facts.peer_id(&id);
         if let Some(client) = peer_id::client_name(&id) {
             facts.client(client.as_bytes());
@@ -247,6 +268,37 @@ fn tracker_dict(body: &[u8]) -> bool {
     match bencode::parse(&body[1..]) {
         Ok((bencode::Value::Bytes(key), _)) => REPLY_KEYS.contains(&key),
         _ => false,
+    }
+}
+
+/// Records the peers of a whole bencoded reply (`peers`, `peers6`).
+fn learn_reply_peers(body: &[u8], facts: &mut FactSink<'_>) {
+    let Some(dict) = bencode::parse(body).ok().and_then(|(v, _)| v.as_dict()) else {
+        return;
+    };
+    let mut found = dict
+        .get(b"peers")
+        .map(peers::tracker_peers)
+        .unwrap_or_default();
+    if let Some(six) = dict.get(b"peers6").and_then(|v| v.as_bytes()) {
+        found.extend(peers::compact_v6(six));
+    }
+    for (ip, port) in found {
+        facts.peer(Protocol::Bittorrent, ip, port, Transports::BOTH);
+    }
+}
+
+/// Records the peers of a UDP announce reply: 6-byte entries over IPv4,
+/// 18-byte ones over IPv6 (BEP 15).
+fn learn_udp_peers(packet: &PacketView<'_>, facts: &mut FactSink<'_>) {
+    let list = packet.payload.get(20..).unwrap_or_default();
+    let found: Vec<_> = if packet.src.ip().is_ipv4() {
+        peers::compact_v4(list).collect()
+    } else {
+        peers::compact_v6(list).collect()
+    };
+    for (ip, port) in found {
+        facts.peer(Protocol::Bittorrent, ip, port, Transports::BOTH);
     }
 }
 
@@ -380,6 +432,19 @@ mod tests {
                 None,
                 Some("bittorrent.tracker.reply")
             ]
+        );
+    }
+
+    #[test]
+    fn announces_and_replies_feed_the_endpoint_cache() {
+        let mut h = Harness::tcp(Tracker);
+        let mut reply = b"HTTP/1.1 200 OK\r\n\r\nd8:intervali1800e5:peers12:".to_vec();
+        reply.extend_from_slice(&[100, 64, 0, 1, 0x1a, 0xe1, 100, 64, 0, 2, 0xc8, 0xd5]);
+        reply.extend_from_slice(b"e");
+        h.evidence(&[(Originator, ANNOUNCE), (Responder, &reply)]);
+        assert_eq!(
+            h.learnt(),
+            vec!["192.0.2.1:51413", "100.64.0.1:6881", "100.64.0.2:51413"]
         );
     }
 

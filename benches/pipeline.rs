@@ -54,12 +54,7 @@ fn benches(c: &mut Criterion) {
         });
         group.bench_function(format!("whole/{name}"), |b| {
             b.iter(|| {
-                let mut p = Pipeline::new(
-                    FlowConfig::default(),
-                    DetectConfig {
-                        rules: rules.clone(),
-                    },
-                );
+                let mut p = Pipeline::new(FlowConfig::default(), DetectConfig::new(rules.clone()));
                 let (mut flows, mut p2p) = (0, 0);
                 let mut count = |r: p2pguard::output::FlowRecord| {
                     flows += 1;

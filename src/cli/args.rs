@@ -114,6 +114,18 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     pub max_flows: usize,
 
+    /// Endpoints the endpoint cache holds at most (0 turns the cache off).
+    /// Flows to or from an endpoint confirmed or announced as P2P are
+    /// named at their first packet, with confidence `cache`.
+    #[arg(long, value_name = "N", default_value_t = 262_144)]
+    pub cache_size: usize,
+
+    /// How long a cached endpoint stays known after it was last confirmed
+    /// by a structural match, in seconds of packet time (announced
+    /// endpoints live half as long).
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub cache_ttl: u64,
+
     /// Idle timeout of established TCP flows, in seconds of packet time.
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     pub tcp_timeout: u64,

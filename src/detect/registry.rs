@@ -2,7 +2,7 @@
 //! one new file in `protocols/` plus one line here.
 
 use super::cache::Learnt;
-use super::protocols::{bittorrent, dht, edonkey, gnutella, lsd, tracker, utp};
+use super::protocols::{bittorrent, dht, edonkey, gnutella, lsd, mse, tracker, utp};
 use super::{Detector, Evidence, FactSink, Facts, PacketView, Probe};
 
 macro_rules! registry {
@@ -93,4 +93,5 @@ registry! {
     lsd: lsd::LocalDiscovery,
     gnutella: gnutella::Gnutella,
     edonkey: edonkey::Edonkey,
+    mse: mse::Mse,
 }

@@ -5,6 +5,7 @@ pub mod dht;
 pub mod edonkey;
 pub mod gnutella;
 pub mod lsd;
+pub mod mse;
 mod peer_id;
 mod peers;
 pub mod tracker;

@@ -17,6 +17,7 @@ pub struct Harness<D: Detector> {
     facts: Option<Box<Facts>>,
     learnt: Vec<Learnt>,
     counts: [u16; 2],
+    retired: bool,
     transport: Transport,
     /// Sender and receiver of originator packets (swapped for the responder).
     pub endpoints: (Endpoint, Endpoint),
@@ -42,15 +43,23 @@ impl<D: Detector> Harness<D> {
             facts: None,
             learnt: Vec::new(),
             counts: [0; 2],
+            retired: false,
             transport,
             endpoints: (a, b),
         }
     }
 
-    /// Shows one payload packet, as the engine would.
+    /// Shows one payload packet, as the engine would: not at all once the
+    /// detector said "not mine" or beyond its packet budget.
     pub fn feed(&mut self, direction: Direction, payload: &[u8]) -> Probe {
         let d = direction.index();
         self.counts[d] += 1;
+        if self.retired {
+            return Probe::NotMine;
+        }
+        if self.counts[d] > self.detector.interest().max_payload_packets {
+            return Probe::NeedMore;
+        }
         let (src, dst) = match direction {
             Direction::Originator => self.endpoints,
             Direction::Responder => (self.endpoints.1, self.endpoints.0),
@@ -66,7 +75,9 @@ impl<D: Detector> Harness<D> {
             truncated: false,
         };
         let mut sink = FactSink::with_learnt(&mut self.facts, direction, &mut self.learnt);
-        self.detector.inspect(&mut self.state, &view, &mut sink)
+        let probe = self.detector.inspect(&mut self.state, &view, &mut sink);
+        self.retired = probe == Probe::NotMine;
+        probe
     }
 
     /// Feeds packets and returns, for each, the evidence name it gave.

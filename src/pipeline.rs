@@ -4,6 +4,7 @@
 //! flows as they end.
 
 use crate::decode::{self, LinkType, Skip, SkipCounts, Transport};
+use crate::detect::behaviour::{Behaviour, BehaviourStats, FlowFacts};
 use crate::detect::cache::{CacheStats, EndpointCache, Learnt, Transports};
 use crate::detect::{Confidence, DetectConfig, Detection, FlowState, PacketView, Protocol};
 use crate::flow::{EndReason, Flow, FlowConfig, FlowTable, FlowTableStats, bytes_per_flow};
@@ -58,6 +59,8 @@ pub struct PipelineStats {
     pub flows_open_at_end: u64,
     /// Endpoint cache counters.
     pub cache: CacheStats,
+    /// Host behaviour counters.
+    pub behaviour: BehaviourStats,
     /// Earliest and latest packet time.
     pub first_ts: Option<Timestamp>,
     /// Latest packet time.
@@ -70,6 +73,7 @@ pub struct Pipeline {
     table: FlowTable<FlowState>,
     detection: Detection,
     cache: EndpointCache,
+    behaviour: Behaviour,
     /// Endpoints announced by the packet being processed (reused buffer).
     learnt: Vec<Learnt>,
     stats: PipelineStats,
@@ -82,6 +86,7 @@ impl Pipeline {
         Pipeline {
             table: FlowTable::new(flows),
             cache: EndpointCache::new(detect.cache.clone()),
+            behaviour: Behaviour::new(detect.behaviour.clone()),
             learnt: Vec::new(),
             detection: Detection::new(detect),
             stats: PipelineStats {
@@ -113,9 +118,10 @@ impl Pipeline {
         self.stats.last_ts = Some(self.stats.last_ts.map_or(ts, |l| l.max(ts)));
         if ts > self.now {
             self.now = ts;
-            let detection = &self.detection;
-            self.table
-                .expire(ts, &mut |flow, why| ended(record(detection, flow, why)));
+            let (detection, behaviour) = (&self.detection, &mut self.behaviour);
+            self.table.expire(ts, &mut |flow, why| {
+                ended(end_flow(detection, behaviour, flow, why))
+            });
         }
         let packet = match decode::decode(link, frame) {
             Ok(p) => p,
@@ -128,9 +134,9 @@ impl Pipeline {
         if packet.truncated {
             self.stats.truncated_payloads += 1;
         }
-        let detection = &self.detection;
+        let (detection, behaviour) = (&self.detection, &mut self.behaviour);
         let tracked = self.table.track(&packet, wire_len, ts, &mut |flow, why| {
-            ended(record(detection, flow, why))
+            ended(end_flow(detection, behaviour, flow, why))
         });
         let flow = self.table.get_mut(tracked.flow);
         let mut verdict_changed = false;
@@ -139,8 +145,14 @@ impl Pipeline {
             let hit = [flow.responder(), flow.originator()]
                 .into_iter()
                 .find_map(|ep| self.cache.lookup(ep, packet.transport, ts));
+            let facts = flow_facts(flow);
+            self.behaviour.flow_started(&facts, ts);
             if let Some(protocol) = hit {
                 self.detection.name_from_cache(&mut flow.ext, protocol);
+                verdict_changed = true;
+            } else if let Some((protocol, signals)) = self.behaviour.judge(&facts, ts) {
+                self.detection
+                    .name_from_behaviour(&mut flow.ext, protocol, &signals, 1);
                 verdict_changed = true;
             }
         }
@@ -178,6 +190,10 @@ impl Pipeline {
                 if packet.transport == Transport::Udp {
                     self.cache.confirm(protocol, flow.originator(), t, ts);
                 }
+                self.behaviour
+                    .confirm_host(flow.originator().ip(), protocol, ts);
+                self.behaviour
+                    .confirm_host(flow.responder().ip(), protocol, ts);
             }
         }
         PacketOutcome::Tracked {
@@ -190,9 +206,9 @@ impl Pipeline {
     /// Ends every open flow (end of input).
     pub fn finish(&mut self, ended: &mut impl FnMut(FlowRecord)) {
         self.stats.flows_open_at_end = self.table.len() as u64;
-        let detection = &self.detection;
+        let (detection, behaviour) = (&self.detection, &mut self.behaviour);
         self.table
-            .drain(&mut |flow, why| ended(record(detection, flow, why)));
+            .drain(&mut |flow, why| ended(end_flow(detection, behaviour, flow, why)));
     }
 
     /// Counters so far.
@@ -200,6 +216,7 @@ impl Pipeline {
         PipelineStats {
             flows: self.table.stats().clone(),
             cache: self.cache.stats(),
+            behaviour: self.behaviour.stats(),
             ..self.stats.clone()
         }
     }
@@ -211,6 +228,36 @@ fn status(state: &FlowState) -> FlowStatus {
         None if state.finished() => FlowStatus::NotP2p,
         None => FlowStatus::Undecided,
     }
+}
+
+/// What host behaviour needs to know of a flow.
+fn flow_facts(flow: &Flow<FlowState>) -> FlowFacts {
+    FlowFacts {
+        transport: flow.key.transport,
+        originator: flow.originator(),
+        responder: flow.responder(),
+        // No answer at all, or a reset before any data (a refused attempt).
+        failed: flow.packets[1] == 0 || (flow.tcp.reset() && flow.total_packets() <= 4),
+    }
+}
+
+/// A flow ends: it counts for its host's behaviour, may be named from it
+/// if nothing else named it, and becomes a record.
+fn end_flow(
+    detection: &Detection,
+    behaviour: &mut Behaviour,
+    mut flow: Flow<FlowState>,
+    why: EndReason,
+) -> FlowRecord {
+    let facts = flow_facts(&flow);
+    behaviour.flow_ended(&facts, flow.last_seen);
+    if flow.ext.verdict.protocol.is_none()
+        && let Some((protocol, signals)) = behaviour.judge(&facts, flow.last_seen)
+    {
+        let at = flow.total_packets();
+        detection.name_from_behaviour(&mut flow.ext, protocol, &signals, at);
+    }
+    record(detection, flow, why)
 }
 
 fn record(detection: &Detection, flow: Flow<FlowState>, why: EndReason) -> FlowRecord {

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use p2pguard::analyze::{AnalyzeError, AnalyzeOptions, ProgressInfo, analyze};
-use p2pguard::detect::rules::{RuleSet, builtin_sources};
 use p2pguard::detect::cache::CacheConfig;
+use p2pguard::detect::rules::{RuleSet, builtin_sources};
 use p2pguard::detect::{DETECTOR_NAMES, DetectConfig};
 use p2pguard::flow::FlowConfig;
 use p2pguard::output::{CsvWriter, FlowSink, JsonLinesWriter, SummaryWriter};
@@ -73,6 +73,7 @@ pub fn analyze_command(args: AnalyzeArgs) -> Result<bool, Failure> {
                 ttl_confirmed: secs("cache-ttl", args.cache_ttl)?,
                 ttl_learnt: Duration(secs("cache-ttl", args.cache_ttl)?.0 / 2),
             },
+            behaviour: Default::default(),
         },
         pcap_out: args.write_p2p.clone(),
         pcap_queue_bytes: 64 << 20,

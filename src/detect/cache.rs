@@ -27,10 +27,10 @@
 //! and uTP, a DHT node only UDP, a Kad contact its UDP and TCP ports
 //! separately.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
 use super::Protocol;
+use super::bounded::BoundedMap;
 use crate::decode::Transport;
 use crate::flow::Endpoint;
 use crate::timestamp::{Duration, Timestamp};
@@ -39,9 +39,9 @@ use crate::timestamp::{Duration, Timestamp};
 /// port below 1024 is refused too).
 pub const SERVICE_PORTS: &[u16] = &[
     1080, 1194, 1433, 1521, 1701, 1723, 1812, 1813, 1900, 2049, 3074, 3128, 3260, 3306, 3389, 3478,
-    3479, 3544, 4500, 5004, 5005, 5060, 5061, 5222, 5223, 5228, 5349, 5350, 5353, 5355, 5432, 5900,
-    6379, 8000, 8008, 8080, 8081, 8443, 8888, 9000, 9001, 9030, 9050, 9150, 10000, 11211, 19302,
-    19305, 27017, 51820,
+    3479, 3544, 3702, 4500, 5004, 5005, 5060, 5061, 5201, 5222, 5223, 5228, 5349, 5350, 5351, 5353,
+    5355, 5432, 5900, 6379, 8000, 8008, 8080, 8081, 8443, 8888, 9000, 9001, 9030, 9050, 9150,
+    10000, 11211, 19302, 19305, 27015, 27017, 51820,
 ];
 
 /// Whether the cache refuses endpoints on `port`.
@@ -135,18 +135,13 @@ struct Entry {
     protocol: Protocol,
     transports: Transports,
     expires: Timestamp,
-    /// Stamp of the entry's latest admission; older queue slots are stale.
-    stamp: u64,
 }
 
 /// The cache; see the module documentation.
 #[derive(Debug)]
 pub struct EndpointCache {
     config: CacheConfig,
-    entries: HashMap<Endpoint, Entry>,
-    /// Admission order, for dropping the oldest entry when full.
-    order: VecDeque<(Endpoint, u64)>,
-    next_stamp: u64,
+    entries: BoundedMap<Endpoint, Entry>,
     stats: CacheStats,
 }
 
@@ -154,10 +149,8 @@ impl EndpointCache {
     /// An empty cache.
     pub fn new(config: CacheConfig) -> EndpointCache {
         EndpointCache {
+            entries: BoundedMap::new(config.capacity),
             config,
-            entries: HashMap::new(),
-            order: VecDeque::new(),
-            next_stamp: 0,
             stats: CacheStats::default(),
         }
     }
@@ -166,6 +159,7 @@ impl EndpointCache {
     pub fn stats(&self) -> CacheStats {
         CacheStats {
             size: self.entries.len() as u64,
+            evicted: self.entries.evicted(),
             ..self.stats.clone()
         }
     }
@@ -178,7 +172,7 @@ impl EndpointCache {
         transport: Transport,
         now: Timestamp,
     ) -> Option<Protocol> {
-        let entry = self.entries.get(&endpoint)?;
+        let entry = *self.entries.get(&endpoint)?;
         if entry.expires < now {
             self.entries.remove(&endpoint);
             self.stats.expired += 1;
@@ -232,49 +226,19 @@ impl EndpointCache {
             self.stats.refused += 1;
             return false;
         }
-        let stamp = self.next_stamp;
-        self.next_stamp += 1;
-        match self.entries.get_mut(&endpoint) {
-            Some(e) => {
-                // A refresh: keep the longer life and widen the transports.
-                e.expires = e.expires.max(expires);
-                e.transports = Transports(e.transports.0 | transports.0);
-                e.protocol = protocol;
-                e.stamp = stamp;
-            }
-            None => {
-                while self.entries.len() >= self.config.capacity {
-                    self.drop_oldest();
-                }
-                self.entries.insert(
-                    endpoint,
-                    Entry {
-                        protocol,
-                        transports,
-                        expires,
-                        stamp,
-                    },
-                );
-            }
-        }
-        self.order.push_back((endpoint, stamp));
-        // Refreshes leave stale slots behind; compact when they dominate.
-        if self.order.len() > 2 * self.entries.len() + 64 {
-            let entries = &self.entries;
-            self.order
-                .retain(|(ep, s)| entries.get(ep).is_some_and(|e| e.stamp == *s));
-        }
+        let fresh = Entry {
+            protocol,
+            transports,
+            expires,
+        };
+        let Some(e) = self.entries.write(endpoint, || fresh) else {
+            return false;
+        };
+        // A refresh keeps the longer life and widens the transports.
+        e.expires = e.expires.max(expires);
+        e.transports = Transports(e.transports.0 | transports.0);
+        e.protocol = protocol;
         true
-    }
-
-    fn drop_oldest(&mut self) {
-        while let Some((ep, stamp)) = self.order.pop_front() {
-            if self.entries.get(&ep).is_some_and(|e| e.stamp == stamp) {
-                self.entries.remove(&ep);
-                self.stats.evicted += 1;
-                return;
-            }
-        }
     }
 }
 
@@ -421,15 +385,5 @@ mod tests {
                 .is_some()
         );
         assert_eq!(c.stats().evicted, 1);
-        // Stale queue slots are compacted away under churn.
-        for i in 0..10_000u32 {
-            c.confirm(
-                Protocol::Bittorrent,
-                ep("10.0.0.1:2000"),
-                Transports::TCP,
-                t(5 + u64::from(i)),
-            );
-        }
-        assert!(c.order.len() <= 2 * c.entries.len() + 64);
     }
 }

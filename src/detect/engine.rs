@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use super::behaviour::{BehaviourConfig, Signal};
 use super::cache::{CacheConfig, Learnt};
 use super::registry::{DetectorStates, Detectors};
 use super::rules::RuleSet;
@@ -17,14 +18,17 @@ pub struct DetectConfig {
     pub rules: RuleSet,
     /// Limits of the endpoint cache.
     pub cache: CacheConfig,
+    /// Window, limits and thresholds of the host behaviour signals.
+    pub behaviour: BehaviourConfig,
 }
 
 impl DetectConfig {
-    /// These rules, with the default cache limits.
+    /// These rules, with the default cache and behaviour settings.
     pub fn new(rules: RuleSet) -> DetectConfig {
         DetectConfig {
             rules,
             cache: CacheConfig::default(),
+            behaviour: BehaviourConfig::default(),
         }
     }
 }
@@ -101,6 +105,7 @@ impl Detection {
         for name in Detectors::evidence_names()
             .into_iter()
             .chain([CACHE_EVIDENCE])
+            .chain(Signal::ALL.map(Signal::name))
         {
             if ids.contains_key(name) {
                 continue; // declared by two detectors (e.g. a handshake over TCP and uTP)
@@ -125,6 +130,21 @@ impl Detection {
     /// The rules.
     pub fn rules(&self) -> &RuleSet {
         &self.rules
+    }
+
+    /// Names a flow from host behaviour (confidence `heuristic`), with one
+    /// piece of evidence per signal.
+    pub fn name_from_behaviour(
+        &self,
+        state: &mut FlowState,
+        protocol: Protocol,
+        signals: &[Signal],
+        at: u64,
+    ) {
+        for s in signals {
+            let id = self.ids.get(s.name()).copied().unwrap_or(u16::MAX);
+            state.add(protocol, id, Confidence::Heuristic, 0, at);
+        }
     }
 
     /// Names a new flow from the endpoint cache (confidence `cache`).

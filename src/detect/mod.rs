@@ -10,7 +10,9 @@
 //! Both name their evidence (`bittorrent.handshake`, `utp.syn`, ...). The
 //! detectors state facts; what to do about them is the policy's business.
 
+pub mod behaviour;
 pub mod bencode;
+pub mod bounded;
 pub mod cache;
 mod engine;
 pub mod protocols;

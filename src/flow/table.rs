@@ -100,6 +100,11 @@ impl TcpSeen {
         self.0 & Self::RST != 0 || self.0 & (Self::FIN_O | Self::FIN_R) == Self::FIN_O | Self::FIN_R
     }
 
+    /// A RST was seen.
+    pub fn reset(self) -> bool {
+        self.0 & Self::RST != 0
+    }
+
     /// A SYN was seen from the originator.
     pub fn syn_from_originator(self) -> bool {
         self.0 & Self::SYN_O != 0

@@ -237,6 +237,11 @@ impl RunStats {
                 "evicted": p.cache.evicted,
                 "expired": p.cache.expired,
             },
+            "behaviour": {
+                "named": p.behaviour.named,
+                "hosts": p.behaviour.hosts,
+                "endpoints": p.behaviour.endpoints,
+            },
             "pcap_output": self.pcap.as_ref().map(|w| serde_json::json!({
                 "written": w.written,
                 "unresolved_dropped": w.unresolved_dropped,

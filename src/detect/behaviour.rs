@@ -1,0 +1,476 @@
+//! Host behaviour: what a host does across flows, over a sliding window of
+//! packet time, as weak evidence for flows that no structure names (an
+//! encrypted connection, a connection attempt that failed, a flow caught
+//! mid-way).
+//!
+//! Signals:
+//! - `behaviour.p2p_host`: the host already ran a P2P protocol, confirmed
+//!   by a structural match, within the window;
+//! - `behaviour.tcp_and_udp`: the flow's listening endpoint `{ip, port}`
+//!   takes both TCP and UDP (a BitTorrent client listens for TCP and uTP
+//!   on one port, a Gnutella servent for TCP and UDP) outside the
+//!   well-known dual-transport services (DNS, SIP, STUN/TURN, QUIC and
+//!   HTTPS, iperf3, ...: every service port of the endpoint cache);
+//! - `behaviour.peer_ratio`: the endpoint is contacted by about as many
+//!   distinct peer addresses as distinct peer ports (Karagiannis, Broido,
+//!   Faloutsos, claffy: "Transport layer identification of P2P traffic",
+//!   IMC 2004: a P2P peer is reached by many hosts, each from one port,
+//!   while a server's clients open many connections each);
+//! - `behaviour.failed_fanout`: the host tries many distinct peers on
+//!   unprivileged ports and a large share of the attempts fail (P2P
+//!   clients connect to peer lists full of gone or firewalled peers).
+//!
+//! A flow is named from behaviour only when one of its hosts is a
+//! confirmed P2P host (which gives the protocol) **and** at least one of
+//! the other signals holds for the flow, and neither port is a service
+//! port. The confidence is then `heuristic`, the weakest: behaviour alone
+//! never blocks anything a policy guards with a higher minimum.
+
+use std::net::IpAddr;
+
+use super::Protocol;
+use super::bounded::BoundedMap;
+use super::cache::is_service_port;
+use crate::decode::Transport;
+use crate::flow::Endpoint;
+use crate::timestamp::{Duration, Timestamp};
+
+/// Limits and thresholds of the behaviour signals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BehaviourConfig {
+    /// The sliding window, in packet time.
+    pub window: Duration,
+    /// Hosts tracked at most.
+    pub max_hosts: usize,
+    /// Listening endpoints tracked at most.
+    pub max_endpoints: usize,
+    /// Distinct peer addresses an endpoint needs for the peer-ratio signal.
+    pub min_peers: u8,
+    /// Distinct peers a host must have tried for the fan-out signal.
+    pub min_fanout: u16,
+    /// Share of failed attempts (percent) for the fan-out signal.
+    pub min_failed_percent: u16,
+}
+
+impl Default for BehaviourConfig {
+    fn default() -> Self {
+        BehaviourConfig {
+            window: Duration::from_secs(600),
+            max_hosts: 65_536,
+            max_endpoints: 131_072,
+            min_peers: 4,
+            min_fanout: 10,
+            min_failed_percent: 30,
+        }
+    }
+}
+
+/// The signals, in evidence order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// A host of the flow is a confirmed P2P host.
+    P2pHost,
+    /// The listening endpoint takes TCP and UDP.
+    TcpAndUdp,
+    /// About as many distinct peer addresses as peer ports.
+    PeerRatio,
+    /// Many attempts to distinct peers, many failed.
+    FailedFanout,
+}
+
+impl Signal {
+    /// Every signal.
+    pub const ALL: [Signal; 4] = [
+        Signal::P2pHost,
+        Signal::TcpAndUdp,
+        Signal::PeerRatio,
+        Signal::FailedFanout,
+    ];
+
+    /// The evidence name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::P2pHost => "behaviour.p2p_host",
+            Signal::TcpAndUdp => "behaviour.tcp_and_udp",
+            Signal::PeerRatio => "behaviour.peer_ratio",
+            Signal::FailedFanout => "behaviour.failed_fanout",
+        }
+    }
+}
+
+/// A small set of 32-bit fingerprints, saturating at `N` members.
+#[derive(Clone, Copy, Debug)]
+struct SmallSet<const N: usize> {
+    items: [u32; N],
+    len: u8,
+}
+
+impl<const N: usize> Default for SmallSet<N> {
+    fn default() -> Self {
+        SmallSet {
+            items: [0; N],
+            len: 0,
+        }
+    }
+}
+
+impl<const N: usize> SmallSet<N> {
+    fn insert(&mut self, x: u32) {
+        let len = usize::from(self.len);
+        if len < N && !self.items[..len].contains(&x) {
+            self.items[len] = x;
+            self.len += 1;
+        }
+    }
+
+    fn len(&self) -> u8 {
+        self.len
+    }
+}
+
+fn fingerprint(ip: IpAddr) -> u32 {
+    match ip {
+        IpAddr::V4(v4) => u32::from(v4),
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            o.chunks(4).fold(0u32, |h, c| {
+                h.rotate_left(7) ^ u32::from_be_bytes([c[0], c[1], c[2], c[3]])
+            })
+        }
+    }
+}
+
+/// What is known of one host.
+#[derive(Clone, Copy, Debug)]
+struct Host {
+    /// Confirmed P2P protocol, and until when it counts.
+    p2p: Option<(Protocol, Timestamp)>,
+    /// Start of the fan-out window.
+    since: Timestamp,
+    /// Outgoing TCP attempts to unprivileged ports in the window.
+    attempts: u16,
+    /// Of which failed (no answer, or reset before any data).
+    failed: u16,
+    /// Distinct peers tried.
+    peers: SmallSet<32>,
+}
+
+/// What is known of one listening endpoint.
+#[derive(Clone, Copy, Debug, Default)]
+struct Listener {
+    since: Timestamp,
+    tcp: bool,
+    udp: bool,
+    peer_ips: SmallSet<16>,
+    peer_ports: SmallSet<16>,
+}
+
+/// Counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BehaviourStats {
+    /// Flows named from behaviour.
+    pub named: u64,
+    /// Hosts tracked now.
+    pub hosts: u64,
+    /// Endpoints tracked now.
+    pub endpoints: u64,
+}
+
+/// The facts of a flow that behaviour looks at.
+#[derive(Clone, Copy, Debug)]
+pub struct FlowFacts {
+    /// TCP or UDP.
+    pub transport: Transport,
+    /// The originator.
+    pub originator: Endpoint,
+    /// The responder.
+    pub responder: Endpoint,
+    /// The responder sent nothing, or reset before any data (TCP).
+    pub failed: bool,
+}
+
+/// The behaviour tracker; see the module documentation.
+#[derive(Debug)]
+pub struct Behaviour {
+    config: BehaviourConfig,
+    hosts: BoundedMap<IpAddr, Host>,
+    listeners: BoundedMap<Endpoint, Listener>,
+    named: u64,
+}
+
+impl Behaviour {
+    /// An empty tracker.
+    pub fn new(config: BehaviourConfig) -> Behaviour {
+        Behaviour {
+            hosts: BoundedMap::new(config.max_hosts),
+            listeners: BoundedMap::new(config.max_endpoints),
+            config,
+            named: 0,
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> BehaviourStats {
+        BehaviourStats {
+            named: self.named,
+            hosts: self.hosts.len() as u64,
+            endpoints: self.listeners.len() as u64,
+        }
+    }
+
+    /// A new flow: its listening endpoints gain a peer and a transport.
+    pub fn flow_started(&mut self, f: &FlowFacts, now: Timestamp) {
+        let window = self.config.window;
+        let mut note = |listener: Endpoint, peer: Endpoint| {
+            if is_service_port(listener.port()) {
+                return;
+            }
+            let Some(l) = self.listeners.write(listener, Listener::default) else {
+                return;
+            };
+            if now.since(l.since) > window {
+                *l = Listener {
+                    since: now,
+                    ..Listener::default()
+                };
+            }
+            match f.transport {
+                Transport::Tcp => l.tcp = true,
+                Transport::Udp => l.udp = true,
+            }
+            l.peer_ips.insert(fingerprint(peer.ip()));
+            l.peer_ports.insert(u32::from(peer.port()));
+        };
+        note(f.responder, f.originator);
+        // P2P UDP sockets listen on both sides.
+        if f.transport == Transport::Udp {
+            note(f.originator, f.responder);
+        }
+    }
+
+    /// A flow of `ip` was named with structural evidence.
+    pub fn confirm_host(&mut self, ip: IpAddr, protocol: Protocol, now: Timestamp) {
+        let until = now.plus(self.config.window);
+        if let Some(h) = self.hosts.write(ip, || Host::new(now)) {
+            h.p2p = Some((protocol, until));
+        }
+    }
+
+    /// A flow ended: an outgoing TCP attempt counts for its originator's
+    /// fan-out.
+    pub fn flow_ended(&mut self, f: &FlowFacts, now: Timestamp) {
+        if f.transport != Transport::Tcp || is_service_port(f.responder.port()) {
+            return;
+        }
+        let window = self.config.window;
+        let Some(h) = self.hosts.write(f.originator.ip(), || Host::new(now)) else {
+            return;
+        };
+        if now.since(h.since) > window {
+            *h = Host {
+                p2p: h.p2p,
+                ..Host::new(now)
+            };
+        }
+        h.attempts = h.attempts.saturating_add(1);
+        h.failed = h.failed.saturating_add(u16::from(f.failed));
+        h.peers.insert(fingerprint(f.responder.ip()));
+    }
+
+    /// The protocol and signals that name a flow from behaviour, if they
+    /// do (see the module documentation).
+    pub fn judge(&mut self, f: &FlowFacts, now: Timestamp) -> Option<(Protocol, Vec<Signal>)> {
+        if is_service_port(f.originator.port())
+            || is_service_port(f.responder.port())
+            || !is_unicast(f.responder.ip())
+        {
+            return None;
+        }
+        let p2p_of = |ip: IpAddr| {
+            self.hosts
+                .get(&ip)
+                .and_then(|h| h.p2p)
+                .filter(|(_, until)| *until >= now)
+                .map(|(p, _)| p)
+        };
+        let (host, protocol) = [f.originator.ip(), f.responder.ip()]
+            .into_iter()
+            .find_map(|ip| p2p_of(ip).map(|p| (ip, p)))?;
+        let mut signals = vec![Signal::P2pHost];
+        let mut listeners = vec![f.responder];
+        if f.transport == Transport::Udp {
+            listeners.push(f.originator);
+        }
+        let window = self.config.window;
+        let fresh = |l: &&Listener| now.since(l.since) <= window;
+        let seen: Vec<Listener> = listeners
+            .iter()
+            .filter_map(|e| self.listeners.get(e))
+            .filter(fresh)
+            .copied()
+            .collect();
+        if seen.iter().any(|l| l.tcp && l.udp) {
+            signals.push(Signal::TcpAndUdp);
+        }
+        let min = self.config.min_peers;
+        if seen
+            .iter()
+            .any(|l| l.peer_ips.len() >= min && l.peer_ips.len().abs_diff(l.peer_ports.len()) <= 2)
+        {
+            signals.push(Signal::PeerRatio);
+        }
+        // Only the host's own TCP attempts count, as the fan-out does.
+        if let Some(h) = self.hosts.get(&host)
+            && f.transport == Transport::Tcp
+            && host == f.originator.ip()
+            && h.peers.len() as u16 >= self.config.min_fanout
+            && u32::from(h.failed) * 100
+                >= u32::from(self.config.min_failed_percent) * u32::from(h.attempts)
+        {
+            signals.push(Signal::FailedFanout);
+        }
+        if signals.len() < 2 {
+            return None;
+        }
+        self.named += 1;
+        Some((protocol, signals))
+    }
+}
+
+fn is_unicast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !(v4.is_multicast() || v4.is_broadcast() || v4.is_unspecified()),
+        IpAddr::V6(v6) => !(v6.is_multicast() || v6.is_unspecified()),
+    }
+}
+
+impl Host {
+    fn new(now: Timestamp) -> Host {
+        Host {
+            p2p: None,
+            since: now,
+            attempts: 0,
+            failed: 0,
+            peers: SmallSet::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(s: &str) -> Endpoint {
+        let a: std::net::SocketAddr = s.parse().unwrap();
+        Endpoint::new(a.ip(), a.port())
+    }
+
+    fn flow(t: Transport, o: &str, r: &str, failed: bool) -> FlowFacts {
+        FlowFacts {
+            transport: t,
+            originator: ep(o),
+            responder: ep(r),
+            failed,
+        }
+    }
+
+    const T0: Timestamp = Timestamp::from_secs(1000);
+
+    #[test]
+    fn needs_a_confirmed_host_and_another_signal() {
+        let mut b = Behaviour::new(BehaviourConfig::default());
+        // 10.0.0.5:51413 takes TCP and UDP.
+        let tcp = flow(Transport::Tcp, "10.0.0.1:40000", "10.0.0.5:51413", false);
+        let udp = flow(Transport::Udp, "10.0.0.1:6881", "10.0.0.5:51413", false);
+        b.flow_started(&tcp, T0);
+        b.flow_started(&udp, T0);
+        assert_eq!(b.judge(&tcp, T0), None, "no confirmed host");
+        b.confirm_host("10.0.0.1".parse().unwrap(), Protocol::Bittorrent, T0);
+        let (p, signals) = b.judge(&tcp, T0).unwrap();
+        assert_eq!(p, Protocol::Bittorrent);
+        assert_eq!(signals, vec![Signal::P2pHost, Signal::TcpAndUdp]);
+        // A flow of the confirmed host with no other signal stays unnamed.
+        let other = flow(Transport::Tcp, "10.0.0.1:40001", "10.0.0.9:7000", false);
+        b.flow_started(&other, T0);
+        assert_eq!(b.judge(&other, T0), None);
+        // Confirmation expires with the window.
+        assert_eq!(b.judge(&tcp, T0.plus(Duration::from_secs(601))), None);
+    }
+
+    #[test]
+    fn never_on_service_ports() {
+        let mut b = Behaviour::new(BehaviourConfig::default());
+        b.confirm_host("10.0.0.1".parse().unwrap(), Protocol::Bittorrent, T0);
+        for (o, r) in [
+            ("10.0.0.1:40000", "10.0.0.5:443"),
+            ("10.0.0.1:40000", "10.0.0.5:3478"),
+            ("10.0.0.1:53", "10.0.0.5:40000"),
+        ] {
+            let tcp = flow(Transport::Tcp, o, r, false);
+            let udp = flow(Transport::Udp, o, r, false);
+            b.flow_started(&tcp, T0);
+            b.flow_started(&udp, T0);
+            assert_eq!(b.judge(&tcp, T0), None, "{r}");
+            assert_eq!(b.judge(&udp, T0), None, "{r}");
+        }
+    }
+
+    #[test]
+    fn peer_ratio_tells_a_peer_from_a_server() {
+        let mut b = Behaviour::new(BehaviourConfig::default());
+        b.confirm_host("10.0.0.9".parse().unwrap(), Protocol::Gnutella, T0);
+        // A peer: five hosts, one port each.
+        for i in 1..=5 {
+            b.flow_started(
+                &flow(
+                    Transport::Tcp,
+                    &format!("10.0.1.{i}:{}", 40000 + i),
+                    "10.0.0.9:6346",
+                    false,
+                ),
+                T0,
+            );
+        }
+        let f = flow(Transport::Tcp, "10.0.1.1:40001", "10.0.0.9:6346", false);
+        assert_eq!(
+            b.judge(&f, T0).map(|(_, s)| s),
+            Some(vec![Signal::P2pHost, Signal::PeerRatio])
+        );
+        // A server: two clients, many connections each.
+        for i in 0..12 {
+            b.flow_started(
+                &flow(
+                    Transport::Tcp,
+                    &format!("10.0.2.{}:{}", i % 2, 50000 + i),
+                    "10.0.0.9:8000",
+                    false,
+                ),
+                T0,
+            );
+        }
+        let f = flow(Transport::Tcp, "10.0.2.0:50000", "10.0.0.9:8000", false);
+        assert_eq!(b.judge(&f, T0), None);
+    }
+
+    #[test]
+    fn failed_fanout_of_a_confirmed_host() {
+        let mut b = Behaviour::new(BehaviourConfig::default());
+        b.confirm_host("10.0.0.1".parse().unwrap(), Protocol::Bittorrent, T0);
+        for i in 0..12 {
+            b.flow_ended(
+                &flow(
+                    Transport::Tcp,
+                    "10.0.0.1:40000",
+                    &format!("10.9.0.{i}:{}", 20000 + i),
+                    i % 2 == 0,
+                ),
+                T0,
+            );
+        }
+        let attempt = flow(Transport::Tcp, "10.0.0.1:40100", "10.9.1.1:30000", true);
+        assert_eq!(
+            b.judge(&attempt, T0).map(|(_, s)| s),
+            Some(vec![Signal::P2pHost, Signal::FailedFanout])
+        );
+    }
+}

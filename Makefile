@@ -7,7 +7,7 @@ SHARED ?= ../shared/captures
 DEMO_CAPTURE ?= captures/bt-dht.pcap
 APT_PACKAGES := libpcap-dev pkg-config
 
-.PHONY: all deps build demo test fmt-check clippy unit eval clean
+.PHONY: all deps build demo test fmt-check clippy unit eval compare-ndpi clean
 
 all: build
 
@@ -42,6 +42,16 @@ unit: deps
 	P2PGUARD_SHARED_CAPTURES=$(abspath $(SHARED)) $(CARGO) test --locked --release
 
 test: deps fmt-check clippy unit
+
+# Accuracy tables over the shared captures and the project's own captures.
+eval: deps
+	P2PGUARD_SHARED_CAPTURES=$(abspath $(SHARED)) $(CARGO) test --locked --release --test accuracy -- --nocapture --test-threads 1
+
+# Side by side with nDPI (Debian's libndpi-bin) on the same captures.
+compare-ndpi: build
+	@command -v ndpiReader >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libndpi-bin; }
+	python3 scripts/compare-ndpi.py --p2pguard target/release/p2pguard --shared $(SHARED)
 
 clean:
 	$(CARGO) clean

@@ -281,6 +281,7 @@ fn record(detection: &Detection, flow: Flow<FlowState>, why: EndReason) -> FlowR
             .map(|id| detection.evidence_name(*id).to_string())
             .collect(),
         decided_at_packet: protocol.map(|_| state.verdict.decided_at_packet),
+        decided_at_payload_packet: protocol.map(|_| state.verdict.decided_at_payload_packet),
         facts,
         end: why,
     }

@@ -243,6 +243,8 @@ impl FlowState {
                 self.verdict.protocol = Some(protocol);
                 self.verdict.confidence = Confidence::Heuristic;
                 self.verdict.decided_at_packet = u32::try_from(at).unwrap_or(u32::MAX);
+                self.verdict.decided_at_payload_packet =
+                    self.payload_packets[0].saturating_add(self.payload_packets[1]);
             }
             // Conflicting evidence: switch only to something stronger.
             Some(p) if p != protocol => {

@@ -359,6 +359,10 @@ pub struct Verdict {
     pub confidence: Confidence,
     /// Flow packets (both ways) seen when the protocol was first named.
     pub decided_at_packet: u32,
+    /// Payload-carrying packets (both ways) seen when the protocol was
+    /// first named: 0 for a flow named at its first packet from the
+    /// endpoint cache or host behaviour.
+    pub decided_at_payload_packet: u16,
 }
 
 impl Default for Verdict {
@@ -367,6 +371,7 @@ impl Default for Verdict {
             protocol: None,
             confidence: Confidence::Heuristic,
             decided_at_packet: 0,
+            decided_at_payload_packet: 0,
         }
     }
 }

@@ -29,7 +29,7 @@ impl<W: Write> CsvWriter<W> {
 }
 
 /// Column names, in order: the JSON flow fields without `event`.
-pub const COLUMNS: [&str; 22] = [
+pub const COLUMNS: [&str; 23] = [
     "id",
     "transport",
     "src_ip",
@@ -46,6 +46,7 @@ pub const COLUMNS: [&str; 22] = [
     "confidence",
     "evidence",
     "decided_at_packet",
+    "decided_at_payload_packet",
     "info_hash",
     "src_peer_id",
     "dst_peer_id",
@@ -78,6 +79,9 @@ impl<W: Write> FlowSink for CsvWriter<W> {
             opt(r.confidence),
             r.evidence.join(";"),
             r.decided_at_packet
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            r.decided_at_payload_packet
                 .map(|n| n.to_string())
                 .unwrap_or_default(),
             r.info_hash.unwrap_or_default(),

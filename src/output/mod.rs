@@ -50,6 +50,8 @@ pub struct FlowRecord {
     pub evidence: Vec<String>,
     /// Flow packets seen when the protocol was named.
     pub decided_at_packet: Option<u32>,
+    /// Payload packets it took to name the protocol.
+    pub decided_at_payload_packet: Option<u16>,
     /// Cleartext facts.
     pub facts: Facts,
     /// Why the flow ended.
@@ -94,6 +96,7 @@ impl FlowRecord {
             confidence: self.confidence.map(Confidence::as_str),
             evidence: &self.evidence,
             decided_at_packet: self.decided_at_packet,
+            decided_at_payload_packet: self.decided_at_payload_packet,
             info_hash: self.info_hash_hex(),
             src_peer_id: self.facts.peer_id[0].as_deref(),
             dst_peer_id: self.facts.peer_id[1].as_deref(),
@@ -141,6 +144,8 @@ pub struct FlowRow<'a> {
     pub evidence: &'a [String],
     /// Packets it took to name the protocol.
     pub decided_at_packet: Option<u32>,
+    /// Payload packets it took to name the protocol (0: before any payload).
+    pub decided_at_payload_packet: Option<u16>,
     /// BitTorrent info-hash, hex.
     pub info_hash: Option<String>,
     /// Originator's peer id.

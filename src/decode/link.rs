@@ -123,6 +123,33 @@ pub fn strip(link: LinkType, frame: &[u8]) -> Result<(Inner, &[u8]), LinkError> 
     }
 }
 
+/// An Ethernet frame's PPPoE session payload (EtherType 0x8864, after any
+/// VLAN tags): the IP packet inside, if the PPP protocol is IPv4 (0x0021)
+/// or IPv6 (0x0057). Frames of any other kind give `None`.
+pub fn pppoe_session(frame: &[u8]) -> Option<&[u8]> {
+    const PPPOE_SESSION: u16 = 0x8864;
+    const PPPOE_HEADER: usize = 6;
+    let mut at = 12;
+    loop {
+        let ether_type = u16::from_be_bytes([*frame.get(at)?, *frame.get(at + 1)?]);
+        match ether_type {
+            0x8100 | 0x88a8 | 0x9100 => at += 4,
+            PPPOE_SESSION => break,
+            _ => return None,
+        }
+    }
+    let pppoe = frame.get(at + 2..)?;
+    // Version 1, type 1, code 0 (session data).
+    if pppoe.first() != Some(&0x11) || pppoe.get(1) != Some(&0) {
+        return None;
+    }
+    let protocol = u16::from_be_bytes([*pppoe.get(PPPOE_HEADER)?, *pppoe.get(PPPOE_HEADER + 1)?]);
+    match protocol {
+        0x0021 | 0x0057 => pppoe.get(PPPOE_HEADER + 2..),
+        _ => None,
+    }
+}
+
 /// Linux cooked headers carry an EtherType, or one of a few small values
 /// for non-Ethernet framing (802.2 LLC, Novell 802.3, CAN, ...).
 fn sll_protocol(protocol: u16) -> Inner {

@@ -183,7 +183,12 @@ pub fn decode(link: LinkType, frame: &[u8]) -> Result<Packet<'_>, Skip> {
         LinkError::Unsupported => Skip::UnsupportedLinkType,
     })?;
     let sliced = match inner {
-        Inner::Ethernet => LaxSlicedPacket::from_ethernet(rest).map_err(|_| Skip::TruncatedLink)?,
+        // PPPoE sessions (DSL access networks) carry IP after a PPP header,
+        // which etherparse does not know.
+        Inner::Ethernet => match link::pppoe_session(rest) {
+            Some(ip) => LaxSlicedPacket::from_ip(ip).map_err(|_| Skip::MalformedIp)?,
+            None => LaxSlicedPacket::from_ethernet(rest).map_err(|_| Skip::TruncatedLink)?,
+        },
         Inner::EtherType(ether_type) => LaxSlicedPacket::from_ether_type(ether_type.into(), rest),
         Inner::Ip => LaxSlicedPacket::from_ip(rest).map_err(|_| Skip::MalformedIp)?,
         Inner::NotIp => return Err(Skip::NotIp),

@@ -65,6 +65,32 @@ fn decodes_vlan_and_qinq() {
 }
 
 #[test]
+fn decodes_pppoe_sessions() {
+    let ip = synth::ip_packet(
+        sock("10.0.0.1:6881"),
+        sock("10.0.0.2:51413"),
+        L4::Udp,
+        b"d1:ad2:id20:",
+    );
+    let mut f = vec![
+        0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x81, 0x00, 0x00, 0x0a, 0x88, 0x64,
+    ];
+    f.extend_from_slice(&[0x11, 0x00, 0x12, 0x34]);
+    f.extend_from_slice(&((ip.len() + 2) as u16).to_be_bytes());
+    f.extend_from_slice(&[0x00, 0x21]);
+    f.extend_from_slice(&ip);
+    let p = decode(LinkType::ETHERNET, &f).unwrap();
+    assert_eq!((p.src_port, p.payload), (6881, &b"d1:ad2:id20:"[..]));
+    // PPP control traffic (LCP, 0xc021) is not IP.
+    let mut lcp = f.clone();
+    lcp[24..26].copy_from_slice(&[0xc0, 0x21]);
+    assert_eq!(
+        decode(LinkType::ETHERNET, &lcp).map(|_| ()),
+        Err(Skip::NotIp)
+    );
+}
+
+#[test]
 fn decodes_ipv6_extension_headers() {
     // IPv6 with a hop-by-hop and a destination-options header before UDP.
     let mut ip = vec![0x60, 0, 0, 0];

@@ -2,7 +2,10 @@
 //! one new file in `protocols/` plus one line here.
 
 use super::cache::Learnt;
-use super::protocols::{bittorrent, dht, edonkey, gnutella, lsd, mse, tracker, utp};
+use super::protocols::{
+    bittorrent, dht, edonkey, gnutella, lsd, mse, ppstream, thunder, tracker, utp, vuze_dht,
+    webseed,
+};
 use super::{Detector, Evidence, FactSink, Facts, PacketView, Probe};
 
 macro_rules! registry {
@@ -94,4 +97,8 @@ registry! {
     gnutella: gnutella::Gnutella,
     edonkey: edonkey::Edonkey,
     mse: mse::Mse,
+    vuze_dht: vuze_dht::VuzeDht,
+    webseed: webseed::WebSeed,
+    thunder: thunder::Thunder,
+    ppstream: ppstream::Ppstream,
 }

@@ -8,8 +8,12 @@ pub mod lsd;
 pub mod mse;
 mod peer_id;
 mod peers;
+pub mod ppstream;
+pub mod thunder;
 pub mod tracker;
 pub mod utp;
+pub mod vuze_dht;
+pub mod webseed;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -14,6 +14,10 @@ pub const BUILTIN_RULES: &[(&str, &str)] = &[
         "rules/gnutella.yaml",
         include_str!("../../../rules/gnutella.yaml"),
     ),
+    (
+        "rules/ppstream.yaml",
+        include_str!("../../../rules/ppstream.yaml"),
+    ),
 ];
 
 /// The shipped rule files as sources for [`super::RuleSet::parse_sources`].

@@ -6,9 +6,18 @@ use std::path::PathBuf;
 
 /// Each shipped rule file as (path in the source tree, contents).
 pub const BUILTIN_RULES: &[(&str, &str)] = &[
+    ("rules/ares.yaml", include_str!("../../../rules/ares.yaml")),
     (
         "rules/bittorrent.yaml",
         include_str!("../../../rules/bittorrent.yaml"),
+    ),
+    (
+        "rules/directconnect.yaml",
+        include_str!("../../../rules/directconnect.yaml"),
+    ),
+    (
+        "rules/fasttrack.yaml",
+        include_str!("../../../rules/fasttrack.yaml"),
     ),
     (
         "rules/gnutella.yaml",

@@ -11,9 +11,9 @@ mod builtin;
 mod pattern;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::config::{unknown_name, yaml_error};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
@@ -67,47 +67,7 @@ pub struct Origin {
     pub line: usize,
 }
 
-/// One problem found while loading rules.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RuleError {
-    /// The file.
-    pub file: PathBuf,
-    /// 1-based line, when known.
-    pub line: Option<usize>,
-    /// 1-based column, when known.
-    pub column: Option<usize>,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for RuleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-            if let Some(col) = self.column {
-                write!(f, ":{col}")?;
-            }
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-/// Every problem found while loading a set of rule files.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub struct RuleErrors(pub Vec<RuleError>);
-
-impl fmt::Display for RuleErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
+pub use crate::config::{ConfigError as RuleError, ConfigErrors as RuleErrors};
 
 /// A compiled set of rules.
 #[derive(Clone, Debug)]
@@ -369,62 +329,6 @@ fn line_of_id(text: &str, id: &str, nth: usize) -> Option<usize> {
         .map(|(i, _)| i + 1)
 }
 
-/// Turns a YAML error into a [`RuleError`] pointing at the offending line.
-///
-/// yaml_serde places errors raised while checking a field's value (a bad
-/// escape, an unknown protocol) at the start of the enclosing rule; those
-/// messages start with the field's name, so the line is refined to the
-/// field's own line within that rule.
-pub(crate) fn yaml_error(file: &Path, text: &str, e: &yaml_serde::Error) -> RuleError {
-    let mut message = e.to_string();
-    // Drop the " at line L column C" suffix (the location is printed
-    // separately) and the "rules[3]: " path prefix.
-    if let Some(i) = message.rfind(" at line ") {
-        message.truncate(i);
-    }
-    if let Some((path, rest)) = message.split_once(": ")
-        && path.contains('[')
-        && !path.contains(' ')
-    {
-        message = rest.to_string();
-    }
-    let mut line = e.location().map(|l| l.line());
-    let mut column = e.location().map(|l| l.column());
-    if let (Some(start), Some((field, _))) = (line, message.split_once(": "))
-        && let Some((l, c)) = field_line(text, start, field)
-    {
-        line = Some(l);
-        column = Some(c);
-    }
-    RuleError {
-        file: file.to_owned(),
-        line,
-        column,
-        message,
-    }
-}
-
-/// The line and column of `field:` in the mapping that starts at line
-/// `start` (1-based), if it is there.
-fn field_line(text: &str, start: usize, field: &str) -> Option<(usize, usize)> {
-    if field.is_empty() || !field.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
-        return None;
-    }
-    let first = text.lines().nth(start.checked_sub(1)?)?;
-    let indent = first.len() - first.trim_start_matches([' ', '-']).len();
-    for (i, line) in text.lines().enumerate().skip(start - 1) {
-        let body = line.trim_start_matches([' ', '-']);
-        let this_indent = line.len() - body.len();
-        if i >= start && line.trim_start().starts_with('-') && this_indent <= indent {
-            break; // the next item of the list
-        }
-        if this_indent == indent && body.strip_prefix(field).is_some_and(|r| r.starts_with(':')) {
-            return Some((i + 1, indent + 1));
-        }
-    }
-    None
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RuleFile {
@@ -504,23 +408,10 @@ impl<'de> Deserialize<'de> for ProtocolName {
         Protocol::from_name(&s).map(ProtocolName).ok_or_else(|| {
             de::Error::custom(format!(
                 "protocol: {}",
-                unknown_name("protocol", &s, Protocol::ALL.map(|p| p.as_str()))
+                unknown_name("protocol", &s, &Protocol::ALL.map(|p| p.as_str()))
             ))
         })
     }
-}
-
-/// "unknown X `y`; did you mean `z`? (known: ...)".
-pub(crate) fn unknown_name<const N: usize>(what: &str, got: &str, known: [&str; N]) -> String {
-    let best = known
-        .iter()
-        .map(|k| (strsim::damerau_levenshtein(got, k), *k))
-        .min()
-        .filter(|(d, k)| *d <= 2.max(k.len() / 3));
-    let hint = best
-        .map(|(_, k)| format!("; did you mean `{k}`?"))
-        .unwrap_or_default();
-    format!("unknown {what} `{got}`{hint} (known: {})", known.join(", "))
 }
 
 #[derive(Default)]
@@ -535,7 +426,7 @@ impl<'de> Deserialize<'de> for TransportSpec {
             "any" => Ok(TransportSpec(None)),
             _ => Err(de::Error::custom(format!(
                 "transport: {}",
-                unknown_name("transport", &s, ["tcp", "udp", "any"])
+                unknown_name("transport", &s, &["tcp", "udp", "any"])
             ))),
         }
     }
@@ -553,7 +444,7 @@ impl<'de> Deserialize<'de> for SideSpec {
             "any" => Ok(SideSpec(None)),
             _ => Err(de::Error::custom(format!(
                 "side: {}",
-                unknown_name("side", &s, ["originator", "responder", "any"])
+                unknown_name("side", &s, &["originator", "responder", "any"])
             ))),
         }
     }
@@ -632,7 +523,7 @@ impl<'de> Deserialize<'de> for RuleConfidence {
                 unknown_name(
                     "confidence",
                     &s,
-                    ["heuristic", "signature", "unidirectional"]
+                    &["heuristic", "signature", "unidirectional"]
                 )
             ))),
         }

@@ -56,9 +56,11 @@ fn benches(c: &mut Criterion) {
             b.iter(|| {
                 let mut p = Pipeline::new(FlowConfig::default(), DetectConfig::new(rules.clone()));
                 let (mut flows, mut p2p) = (0, 0);
-                let mut count = |r: p2pguard::output::FlowRecord| {
-                    flows += 1;
-                    p2p += usize::from(r.is_p2p());
+                let mut count = |e: p2pguard::pipeline::Event| {
+                    if let p2pguard::pipeline::Event::FlowEnded(r) = e {
+                        flows += 1;
+                        p2p += usize::from(r.is_p2p());
+                    }
                 };
                 for (ts, data, len) in &cap.frames {
                     p.process(*ts, cap.link, data, *len, &mut count);

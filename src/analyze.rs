@@ -12,8 +12,11 @@ use std::path::PathBuf;
 use crate::capture::CaptureFile;
 use crate::detect::DetectConfig;
 use crate::flow::FlowConfig;
-use crate::output::{FlowRecord, FlowSink, InputReport, P2pPcapWriter, RunStats};
-use crate::pipeline::{PacketOutcome, Pipeline};
+use std::sync::Arc;
+
+use crate::output::{FlowSink, InputReport, P2pPcapWriter, RunStats};
+use crate::pipeline::{Event, PacketOutcome, Pipeline};
+use crate::policy::Policy;
 use crate::timestamp::Duration;
 
 /// What to analyse and how.
@@ -31,6 +34,8 @@ pub struct AnalyzeOptions {
     pub pcap_queue_bytes: usize,
     /// Packet time an undecided packet may be held back.
     pub pcap_queue_wait: Duration,
+    /// A policy whose decisions to report (what it would have done).
+    pub policy: Option<Arc<Policy>>,
 }
 
 /// A run that could not complete.
@@ -67,6 +72,7 @@ pub fn analyze(
     progress: &mut dyn FnMut(ProgressInfo),
 ) -> Result<RunStats, AnalyzeError> {
     let mut pipeline = Pipeline::new(options.flows.clone(), options.detect.clone());
+    pipeline.set_policy(options.policy.clone());
     let mut stats = RunStats::default();
     let mut writer: Option<P2pPcapWriter> = None;
     let mut out_error: Option<io::Error> = None;
@@ -76,17 +82,21 @@ pub fn analyze(
         message: e.to_string(),
     };
 
-    let mut on_end = |record: FlowRecord,
-                      stats: &mut RunStats,
-                      writer: &mut Option<P2pPcapWriter>,
-                      out_error: &mut Option<io::Error>| {
-        stats.count(&record);
-        if let Some(w) = writer.as_mut() {
-            w.flow_ended(record.id, record.is_p2p());
-        }
-        if out_error.is_none()
-            && let Err(e) = sink.flow(&record)
-        {
+    let mut on_event = |event: Event,
+                        stats: &mut RunStats,
+                        writer: &mut Option<P2pPcapWriter>,
+                        out_error: &mut Option<io::Error>| {
+        let written = match event {
+            Event::FlowEnded(record) => {
+                stats.count(&record);
+                if let Some(w) = writer.as_mut() {
+                    w.flow_ended(record.id, record.is_p2p());
+                }
+                sink.flow(&record)
+            }
+            Event::Verdict(v) => sink.verdict(&v),
+        };
+        if let (None, Err(e)) = (&out_error, written) {
             *out_error = Some(e);
         }
     };
@@ -134,7 +144,7 @@ pub fn analyze(
                 }
             };
             let outcome = pipeline.process(frame.ts, link, frame.data, frame.wire_len, &mut |r| {
-                on_end(r, &mut stats, &mut writer, &mut out_error)
+                on_event(r, &mut stats, &mut writer, &mut out_error)
             });
             if let (Some(w), PacketOutcome::Tracked { flow, status, .. }) =
                 (writer.as_mut(), outcome)
@@ -158,7 +168,7 @@ pub fn analyze(
     if let Some(e) = out_error.take() {
         return Err(AnalyzeError::Output(e));
     }
-    pipeline.finish(&mut |r| on_end(r, &mut stats, &mut writer, &mut out_error));
+    pipeline.finish(&mut |r| on_event(r, &mut stats, &mut writer, &mut out_error));
     if let Some(e) = out_error {
         return Err(AnalyzeError::Output(e));
     }

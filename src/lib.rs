@@ -20,6 +20,7 @@ pub mod detect;
 pub mod flow;
 pub mod output;
 pub mod pipeline;
+pub mod policy;
 pub mod synth;
 pub mod timestamp;
 

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::args::{Cli, Command, RulesCommand};
+use cli::args::{Cli, Command, PolicyCommand, RulesCommand};
 use cli::run::{self, Failure};
 
 fn main() -> ExitCode {
@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Command::Analyze(args) => run::analyze_command(args),
         Command::Rules(RulesCommand::Check { paths }) => run::rules_check(paths),
         Command::Rules(RulesCommand::List { paths }) => run::rules_list(paths),
+        Command::Policy(PolicyCommand::Check { file }) => run::policy_check(file),
     };
     match result {
         Ok(true) | Err(Failure::BrokenPipe) => ExitCode::SUCCESS,

@@ -101,6 +101,7 @@ fn run(path: &Path) -> Vec<FlowRecord> {
         pcap_out: None,
         pcap_queue_bytes: 0,
         pcap_queue_wait: Duration::from_secs(1),
+        policy: None,
     };
     let mut sink = Collect(Vec::new());
     let stats = analyze(&options, &mut sink, &mut |_| {}).unwrap();

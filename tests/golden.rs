@@ -25,6 +25,7 @@ fn jsonl(capture: &str) -> String {
         pcap_out: None,
         pcap_queue_bytes: 0,
         pcap_queue_wait: Duration::from_secs(1),
+        policy: None,
     };
     let mut out = Vec::new();
     analyze(

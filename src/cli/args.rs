@@ -59,6 +59,9 @@ are tracked as one.",
     /// Work with signature rule files.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Work with policy files.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
 }
 
 /// Output formats.
@@ -91,6 +94,13 @@ pub struct AnalyzeArgs {
     /// before the verdict included, in capture order.
     #[arg(short = 'w', long = "write-p2p", value_name = "FILE")]
     pub write_p2p: Option<PathBuf>,
+
+    /// Apply this policy (YAML; see rules/policy.example.yaml) and report
+    /// what it would have done: a verdict event per decision (jsonl), and
+    /// per flow its action, rule, and the packets a block would drop or a
+    /// throttle would shape.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
 
     /// With jsonl or csv: report only flows named P2P.
     #[arg(long)]
@@ -146,6 +156,19 @@ pub struct AnalyzeArgs {
     /// inputs over 4 MB).
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// `p2pguard policy ...`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file; every error is reported as FILE:LINE:COLUMN.
+    #[command(after_help = "Example:
+  p2pguard policy check rules/policy.example.yaml")]
+    Check {
+        /// The policy file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 /// `p2pguard rules ...`.

@@ -12,7 +12,9 @@ use p2pguard::detect::rules::{RuleSet, builtin_sources};
 use p2pguard::detect::{DETECTOR_NAMES, DetectConfig};
 use p2pguard::flow::FlowConfig;
 use p2pguard::output::{CsvWriter, FlowSink, JsonLinesWriter, SummaryWriter};
+use p2pguard::policy::Policy;
 use p2pguard::timestamp::Duration;
+use std::sync::Arc;
 
 use super::args::{AnalyzeArgs, Format};
 
@@ -78,6 +80,10 @@ pub fn analyze_command(args: AnalyzeArgs) -> Result<bool, Failure> {
         pcap_out: args.write_p2p.clone(),
         pcap_queue_bytes: 64 << 20,
         pcap_queue_wait: Duration::from_secs(120),
+        policy: match &args.policy {
+            Some(path) => Some(Arc::new(load_policy(path)?)),
+            None => None,
+        },
     };
 
     let out: Box<dyn Write> = match &args.output {
@@ -144,6 +150,26 @@ fn output_failure(e: io::Error) -> Failure {
     } else {
         Failure::Runtime(format!("cannot write the report: {e}"))
     }
+}
+
+/// Loads a policy, or explains every error.
+pub fn load_policy(path: &std::path::Path) -> Result<Policy, Failure> {
+    Policy::from_file(path).map_err(|e| Failure::Config(format!("invalid policy:\n{e}")))
+}
+
+/// `p2pguard policy check`.
+pub fn policy_check(file: PathBuf) -> Result<bool, Failure> {
+    let policy = load_policy(&file)?;
+    println!(
+        "{}: OK, {} rule(s), default {}",
+        file.display(),
+        policy.rules.len(),
+        policy.default
+    );
+    for r in &policy.rules {
+        println!("  {:<28} {}", r.name, r.action);
+    }
+    Ok(true)
 }
 
 fn load_rules(builtin: bool, extra: &[PathBuf]) -> Result<RuleSet, Failure> {

@@ -57,6 +57,9 @@ pub struct FlowState {
     finished: bool,
     /// The flow's endpoints were given to the endpoint cache.
     pub endpoints_cached: bool,
+    /// The policy's decision: rule index (`u16::MAX`: the default action)
+    /// and the policy generation it was made under.
+    pub decision: Option<(u16, u8)>,
     /// Cleartext facts, if any were found.
     pub facts: Option<Box<Facts>>,
     detectors: DetectorStates,

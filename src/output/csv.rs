@@ -29,7 +29,7 @@ impl<W: Write> CsvWriter<W> {
 }
 
 /// Column names, in order: the JSON flow fields without `event`.
-pub const COLUMNS: [&str; 23] = [
+pub const COLUMNS: [&str; 29] = [
     "id",
     "transport",
     "src_ip",
@@ -53,6 +53,12 @@ pub const COLUMNS: [&str; 23] = [
     "src_client",
     "dst_client",
     "end",
+    "action",
+    "rule",
+    "dropped_packets",
+    "dropped_bytes",
+    "delayed_packets",
+    "delayed_bytes",
 ];
 
 impl<W: Write> FlowSink for CsvWriter<W> {
@@ -90,6 +96,12 @@ impl<W: Write> FlowSink for CsvWriter<W> {
             opt(r.src_client),
             opt(r.dst_client),
             r.end.to_string(),
+            opt(r.action),
+            opt(r.rule),
+            r.dropped_packets.to_string(),
+            r.dropped_bytes.to_string(),
+            r.delayed_packets.to_string(),
+            r.delayed_bytes.to_string(),
         ];
         self.out.write_record(&fields).map_err(io::Error::other)
     }

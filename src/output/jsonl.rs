@@ -3,6 +3,7 @@
 use std::io::{self, Write};
 
 use super::{FlowRecord, FlowSink, RunStats};
+use crate::pipeline::VerdictEvent;
 
 /// Writes flows as JSON lines.
 pub struct JsonLinesWriter<W: Write> {
@@ -23,6 +24,11 @@ impl<W: Write> FlowSink for JsonLinesWriter<W> {
             return Ok(());
         }
         serde_json::to_writer(&mut self.out, &record.row())?;
+        self.out.write_all(b"\n")
+    }
+
+    fn verdict(&mut self, event: &VerdictEvent) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, &event.to_json())?;
         self.out.write_all(b"\n")
     }
 

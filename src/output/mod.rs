@@ -20,7 +20,8 @@ pub use self::summary::SummaryWriter;
 use crate::decode::{Skip, Transport};
 use crate::detect::{Confidence, Facts, Protocol};
 use crate::flow::{EndReason, Endpoint};
-use crate::pipeline::PipelineStats;
+use crate::pipeline::{PipelineStats, VerdictEvent};
+use crate::policy::Action;
 use crate::timestamp::Timestamp;
 
 /// Everything reported about one flow when it ends.
@@ -56,6 +57,25 @@ pub struct FlowRecord {
     pub facts: Facts,
     /// Why the flow ended.
     pub end: EndReason,
+    /// The policy's action (with a policy only).
+    pub action: Option<&'static str>,
+    /// The rule that decided (`default` for the default action).
+    pub rule: Option<String>,
+    /// What enforcement did (or, offline, would have done).
+    pub enforced: Enforced,
+}
+
+/// What enforcement did to a flow's packets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Enforced {
+    /// Packets dropped (blocked, or over a full shaping queue).
+    pub dropped_packets: u64,
+    /// Their bytes.
+    pub dropped_bytes: u64,
+    /// Packets passed through a throttle's token bucket.
+    pub delayed_packets: u64,
+    /// Their bytes.
+    pub delayed_bytes: u64,
 }
 
 impl FlowRecord {
@@ -103,6 +123,12 @@ impl FlowRecord {
             src_client: self.facts.client[0].as_deref(),
             dst_client: self.facts.client[1].as_deref(),
             end: self.end.as_str(),
+            action: self.action,
+            rule: self.rule.as_deref(),
+            dropped_packets: self.enforced.dropped_packets,
+            dropped_bytes: self.enforced.dropped_bytes,
+            delayed_packets: self.enforced.delayed_packets,
+            delayed_bytes: self.enforced.delayed_bytes,
         }
     }
 }
@@ -158,6 +184,49 @@ pub struct FlowRow<'a> {
     pub dst_client: Option<&'a str>,
     /// Why the flow ended.
     pub end: &'static str,
+    /// The policy's action, or null without a policy.
+    pub action: Option<&'static str>,
+    /// The deciding rule (`default`), or null.
+    pub rule: Option<&'a str>,
+    /// Packets dropped by enforcement (offline: that a block would drop).
+    pub dropped_packets: u64,
+    /// Their bytes.
+    pub dropped_bytes: u64,
+    /// Packets shaped by a throttle (offline: that it would shape).
+    pub delayed_packets: u64,
+    /// Their bytes.
+    pub delayed_bytes: u64,
+}
+
+impl VerdictEvent {
+    /// The event as written in JSON lines logs.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "event": "verdict",
+            "time": self.ts.to_rfc3339(),
+            "id": self.flow,
+            "transport": self.transport.as_str(),
+            "src_ip": self.src.ip().to_string(),
+            "src_port": self.src.port(),
+            "dst_ip": self.dst.ip().to_string(),
+            "dst_port": self.dst.port(),
+            "protocol": self.protocol.as_str(),
+            "confidence": self.confidence.as_str(),
+            "evidence": self.evidence,
+            "rule": self.rule,
+            "action": self.action.name(),
+        });
+        match self.action {
+            Action::Throttle(t) => {
+                v["rate"] = crate::policy::format_rate(t.rate_bps).into();
+                v["burst_bytes"] = t.burst_bytes.into();
+                v["scope"] = t.scope.name().into();
+            }
+            Action::Block { reset } => v["reset"] = reset.into(),
+            Action::Allow | Action::Log => {}
+        }
+        v
+    }
 }
 
 /// One input of a run and how reading it went.
@@ -222,6 +291,7 @@ impl RunStats {
             "first_seen": p.first_ts.map(Timestamp::to_rfc3339),
             "last_seen": p.last_ts.map(Timestamp::to_rfc3339),
             "flows": self.flows,
+            "decisions": p.decisions,
             "p2p_flows": self.p2p_flows.iter().sum::<u64>(),
             "p2p_flows_by_protocol": by_protocol,
             "flow_table": {
@@ -256,10 +326,14 @@ impl RunStats {
     }
 }
 
-/// A consumer of flow records.
+/// A consumer of flow records and policy decisions.
 pub trait FlowSink {
     /// One flow ended.
     fn flow(&mut self, record: &FlowRecord) -> io::Result<()>;
+    /// The policy decided for a flow (with a policy only).
+    fn verdict(&mut self, _event: &VerdictEvent) -> io::Result<()> {
+        Ok(())
+    }
     /// The run ended.
     fn finish(&mut self, stats: &RunStats) -> io::Result<()>;
 }

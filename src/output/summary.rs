@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use super::{FlowRecord, FlowSink, RunStats, human_bytes};
 use crate::detect::{Confidence, Protocol};
+use crate::pipeline::VerdictEvent;
 use crate::timestamp::Timestamp;
 
 #[derive(Default)]
@@ -27,6 +28,10 @@ struct HostTotals {
 /// Collects flows and prints the summary when the run ends.
 pub struct SummaryWriter<W: Write> {
     out: W,
+    /// Policy decisions by action name.
+    decisions: BTreeMap<&'static str, u64>,
+    dropped_bytes: u64,
+    delayed_bytes: u64,
     top: usize,
     total_bytes: u64,
     protocols: BTreeMap<Protocol, ProtocolTotals>,
@@ -38,6 +43,9 @@ impl<W: Write> SummaryWriter<W> {
     pub fn new(out: W, top: usize) -> Self {
         SummaryWriter {
             out,
+            decisions: BTreeMap::new(),
+            dropped_bytes: 0,
+            delayed_bytes: 0,
             top,
             total_bytes: 0,
             protocols: BTreeMap::new(),
@@ -47,8 +55,15 @@ impl<W: Write> SummaryWriter<W> {
 }
 
 impl<W: Write> FlowSink for SummaryWriter<W> {
+    fn verdict(&mut self, event: &VerdictEvent) -> io::Result<()> {
+        *self.decisions.entry(event.action.name()).or_default() += 1;
+        Ok(())
+    }
+
     fn flow(&mut self, r: &FlowRecord) -> io::Result<()> {
         self.total_bytes += r.total_bytes();
+        self.dropped_bytes += r.enforced.dropped_bytes;
+        self.delayed_bytes += r.enforced.delayed_bytes;
         let (Some(protocol), Some(confidence)) = (r.protocol, r.confidence) else {
             return Ok(());
         };
@@ -169,6 +184,21 @@ impl<W: Write> FlowSink for SummaryWriter<W> {
                     hosts.len() - self.top
                 )?;
             }
+        }
+        if !self.decisions.is_empty() {
+            let by: Vec<String> = self
+                .decisions
+                .iter()
+                .map(|(a, n)| format!("{n} {a}"))
+                .collect();
+            writeln!(o)?;
+            writeln!(
+                o,
+                "Policy decisions: {}; a block would drop {}, a throttle would shape {}",
+                by.join(", "),
+                human_bytes(self.dropped_bytes),
+                human_bytes(self.delayed_bytes)
+            )?;
         }
         writeln!(o)?;
         let skipped: Vec<String> = p

@@ -193,6 +193,12 @@ impl Pipeline {
         self.generation = self.generation.wrapping_add(1);
     }
 
+    /// Replaces the signature rules (e.g. on SIGHUP); flows already
+    /// tracked keep their evidence and go on being inspected.
+    pub fn reload_rules(&mut self, rules: crate::detect::rules::RuleSet) {
+        self.detection = self.detection.reloaded(rules);
+    }
+
     /// The policy in force.
     pub fn policy(&self) -> Option<&Arc<Policy>> {
         self.policy.as_ref()

@@ -91,43 +91,59 @@ pub struct Progress {
 pub struct Detection {
     rules: RuleSet,
     detectors: Detectors,
-    /// Evidence names by id: rule ids first, then detector evidence names
-    /// as they are first reported.
-    names: Vec<&'static str>,
-    ids: HashMap<&'static str, u16>,
+    /// Evidence names by id. Ids only ever grow: rules reloaded later get
+    /// new ids, so the evidence of flows already tracked keeps its names.
+    names: Vec<String>,
+    ids: HashMap<String, u16>,
+    /// The evidence id of each rule, by rule index.
+    rule_ids: Vec<u16>,
 }
 
 impl Detection {
     /// Builds the engine.
     pub fn new(config: DetectConfig) -> Detection {
-        let rules = config.rules;
-        // Rule ids take the ids 0..rules; detector evidence follows. A
-        // detector evidence name that is also a rule id shares its id.
-        let mut names = Vec::new();
-        let mut ids = HashMap::new();
+        Detection::with_names(config.rules, Vec::new())
+    }
+
+    /// Builds an engine with new rules that keeps the evidence ids of this
+    /// one (for reloading rules while flows are tracked).
+    pub fn reloaded(&self, rules: RuleSet) -> Detection {
+        Detection::with_names(rules, self.names.clone())
+    }
+
+    fn with_names(rules: RuleSet, names: Vec<String>) -> Detection {
+        let mut d = Detection {
+            ids: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.clone(), i as u16))
+                .collect(),
+            names,
+            rules: RuleSet::empty(),
+            detectors: Detectors::default(),
+            rule_ids: Vec::new(),
+        };
+        let rule_names: Vec<String> = rules.rules().iter().map(|r| r.id.clone()).collect();
+        d.rule_ids = rule_names.iter().map(|n| d.intern(n)).collect();
         for name in Detectors::evidence_names()
             .into_iter()
             .chain([CACHE_EVIDENCE])
             .chain(Signal::ALL.map(Signal::name))
         {
-            if ids.contains_key(name) {
-                continue; // declared by two detectors (e.g. a handshake over TCP and uTP)
-            }
-            let id = match rules.rules().iter().position(|r| r.id == name) {
-                Some(i) => i,
-                None => {
-                    names.push(name);
-                    rules.rules().len() + names.len() - 1
-                }
-            };
-            ids.insert(name, u16::try_from(id).unwrap_or(u16::MAX));
+            d.intern(name);
         }
-        Detection {
-            rules,
-            detectors: Detectors::default(),
-            names,
-            ids,
+        d.rules = rules;
+        d
+    }
+
+    fn intern(&mut self, name: &str) -> u16 {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
         }
+        let id = u16::try_from(self.names.len()).unwrap_or(u16::MAX);
+        self.names.push(name.to_string());
+        self.ids.insert(name.to_string(), id);
+        id
     }
 
     /// The rules.
@@ -158,12 +174,7 @@ impl Detection {
 
     /// The name of an evidence id.
     pub fn evidence_name(&self, id: u16) -> &str {
-        let id = usize::from(id);
-        let rules = self.rules.rules();
-        match rules.get(id) {
-            Some(rule) => &rule.id,
-            None => self.names.get(id - rules.len()).copied().unwrap_or("?"),
-        }
+        self.names.get(usize::from(id)).map_or("?", String::as_str)
     }
 
     /// Looks at one payload packet of a flow. `flow_packets` is the number of
@@ -186,9 +197,8 @@ impl Detection {
             ..*view
         };
 
-        // Rule ids were interned first, so a rule's evidence id is its index.
         self.rules.scan(&view, |index, rule| {
-            let id = u16::try_from(index).unwrap_or(u16::MAX);
+            let id = self.rule_ids.get(index).copied().unwrap_or(u16::MAX);
             state.add(rule.protocol, id, rule.confidence, side, flow_packets);
         });
         let mut reported: [Option<Evidence>; 4] = [None; 4];

@@ -280,7 +280,7 @@ shape_torrent() {
     fi
     in_m tc qdisc add dev "$dev" root handle 1: htb default 20
     in_m tc class add dev "$dev" parent 1: classid 1:10 htb rate "$rate" ceil "$rate" burst 4kb cburst 4kb
-    in_m tc class add dev "$dev" parent 1: classid 1:20 htb rate 10gbit
+    in_m tc class add dev "$dev" parent 1: classid 1:20 htb rate 10gbit quantum 200000
     in_m tc qdisc add dev "$dev" parent 1:10 handle 10: pfifo limit 1000
     in_m tc filter add dev "$dev" parent 1: protocol ip prio 1 u32 \
         match ip protocol 6 0xff match ip sport "${SEED_PORT:-47001}" 0xffff flowid 1:10

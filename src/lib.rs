@@ -9,7 +9,7 @@
 //! [`pipeline`] ties decode, flow and detect together; it sees bytes, a
 //! link type and a timestamp, never a file, a socket or the clock.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod analyze;
@@ -17,6 +17,7 @@ pub mod capture;
 pub mod config;
 pub mod decode;
 pub mod detect;
+pub mod enforce;
 pub mod flow;
 pub mod output;
 pub mod pipeline;

@@ -17,6 +17,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Analyze(args) => run::analyze_command(args),
+        Command::Live(args) => run::live_command(args),
+        Command::Inline(args) => run::inline_command(args),
+        Command::Nfqueue(args) => run::nfqueue_command(args),
         Command::Rules(RulesCommand::Check { paths }) => run::rules_check(paths),
         Command::Rules(RulesCommand::List { paths }) => run::rules_list(paths),
         Command::Policy(PolicyCommand::Check { file }) => run::policy_check(file),

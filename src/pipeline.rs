@@ -109,6 +109,11 @@ pub enum PacketOutcome {
         verdict_changed: bool,
         /// What to do with it, by the policy (`Forward` without one).
         action: PacketAction,
+        /// Nothing can change for the rest of the flow: detection has
+        /// finished without naming it P2P, or named it on the strongest
+        /// evidence and it is forwarded. An enforcer may let its later
+        /// packets bypass inspection.
+        sealed: bool,
     },
 }
 
@@ -326,11 +331,19 @@ impl Pipeline {
             }
             None => PacketAction::Forward,
         };
+        let status = status(&flow.ext);
+        let sealed = action == PacketAction::Forward
+            && match status {
+                FlowStatus::NotP2p => true,
+                FlowStatus::P2p(_) => flow.ext.verdict.confidence == Confidence::Bidirectional,
+                FlowStatus::Undecided => false,
+            };
         PacketOutcome::Tracked {
             flow: flow.id,
-            status: status(&flow.ext),
+            status,
             verdict_changed,
             action,
+            sealed,
         }
     }
 

@@ -56,6 +56,33 @@ are tracked as one.",
       Add your own signature files to the built-in ones."
     )]
     Analyze(AnalyzeArgs),
+    /// Capture on an interface and log P2P flows and policy decisions as
+    /// they happen (nothing is enforced).
+    #[command(after_help = "Examples:
+  p2pguard live -i eth0
+      Log P2P flows on eth0 to standard output, a stats line every 10 s.
+  p2pguard live -i eth0 -f 'not port 22' --policy policy.yaml --log /var/log/p2pguard.jsonl
+      Log what the policy decides, to a file (SIGHUP reopens it and reloads the policy).
+Stop with SIGINT or SIGTERM: open flows are flushed to the log, exit status 0.")]
+    Live(LiveArgs),
+    /// Run as a transparent bridge between two interfaces, enforcing the
+    /// policy: frames are forwarded unchanged unless blocked or throttled.
+    #[command(after_help = "Example:
+  p2pguard inline --in eth1 --out eth2 --policy policy.yaml --log /var/log/p2pguard.jsonl
+Turn receive offloads off on both interfaces first, or frames larger than the MTU arrive
+and cannot be forwarded: ethtool -K eth1 gro off gso off tso off lro off (same for eth2).")]
+    Inline(InlineArgs),
+    /// Enforce the policy on packets iptables/nft sends to a netfilter
+    /// queue: accept, drop, or accept later (throttle).
+    #[command(
+        after_help = "Example (a router; see the README for a bridge and for nft):
+  iptables -t mangle -A PREROUTING -j CONNMARK --restore-mark --mask 0x1
+  iptables -A FORWARD -m mark --mark 0x1/0x1 -j ACCEPT
+  iptables -A FORWARD -j NFQUEUE --queue-num 0 --queue-bypass
+  iptables -t mangle -A POSTROUTING -m mark --mark 0x1/0x1 -j CONNMARK --save-mark --mask 0x1
+  p2pguard nfqueue --queue 0 --policy policy.yaml --log /var/log/p2pguard.jsonl"
+    )]
+    Nfqueue(NfqueueArgs),
     /// Work with signature rule files.
     #[command(subcommand)]
     Rules(RulesCommand),
@@ -110,6 +137,19 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub top: usize,
 
+    /// Rules, flow table and endpoint cache.
+    #[command(flatten)]
+    pub detect: DetectArgs,
+
+    /// Never show a progress bar (it is shown only on a terminal, for
+    /// inputs over 4 MB).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Detection settings shared by every command that reads packets.
+#[derive(Debug, Args)]
+pub struct DetectArgs {
     /// Extra rule file or directory of *.yaml files, added to the built-in
     /// rules (repeatable).
     #[arg(short, long = "rules", value_name = "PATH")]
@@ -151,11 +191,119 @@ pub struct AnalyzeArgs {
     /// Idle timeout of UDP flows.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub udp_timeout: u64,
+}
 
-    /// Never show a progress bar (it is shown only on a terminal, for
-    /// inputs over 4 MB).
-    #[arg(short, long)]
-    pub quiet: bool,
+/// Settings of the long-running commands (`live`, `inline`, `nfqueue`).
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The policy (YAML; see rules/policy.example.yaml). Without one,
+    /// flows are only detected and logged, never blocked or throttled.
+    /// SIGHUP reloads it (and the rules); a policy that fails to load is
+    /// reported and the old one kept.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+
+    /// Append JSON lines events (verdicts, P2P flows as they end, stats) to
+    /// FILE instead of standard output. SIGHUP reopens it (logrotate).
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
+    /// Also log the flows not named P2P as they end.
+    #[arg(long)]
+    pub log_all_flows: bool,
+
+    /// Seconds between stats lines on stderr (and stats events in the log);
+    /// 0 for none.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub stats_every: u64,
+
+    /// Rules, flow table and endpoint cache.
+    #[command(flatten)]
+    pub detect: DetectArgs,
+}
+
+/// `p2pguard live`.
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// The interface to capture on.
+    #[arg(short, long, value_name = "IFACE")]
+    pub interface: String,
+
+    /// A BPF filter, as for tcpdump.
+    #[arg(short, long, value_name = "EXPR")]
+    pub filter: Option<String>,
+
+    /// Bytes captured per packet.
+    #[arg(long, value_name = "BYTES", default_value_t = 65535)]
+    pub snaplen: i32,
+
+    /// Do not put the interface in promiscuous mode.
+    #[arg(long)]
+    pub no_promisc: bool,
+
+    /// Policy, log, stats and detection settings.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// `p2pguard inline`.
+#[derive(Debug, Args)]
+pub struct InlineArgs {
+    /// One side of the bridge.
+    #[arg(long = "in", value_name = "IFACE")]
+    pub input: String,
+
+    /// The other side of the bridge.
+    #[arg(long = "out", value_name = "IFACE")]
+    pub output: String,
+
+    /// On an internal error with a frame, drop it (default: forward it).
+    #[arg(long)]
+    pub fail_closed: bool,
+
+    /// Longest a throttled frame may wait, in milliseconds; frames that
+    /// would wait longer are dropped.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    pub max_delay: u64,
+
+    /// Policy, log, stats and detection settings.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// `p2pguard nfqueue`.
+#[derive(Debug, Args)]
+pub struct NfqueueArgs {
+    /// The netfilter queue number (iptables `--queue-num`).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub queue: u16,
+
+    /// Mark bits set on the accepted packets of flows whose fate is sealed,
+    /// for a connmark rule that keeps the rest of them out of the queue
+    /// (see the README); 0 sets none.
+    #[arg(long, value_name = "BITS", default_value = "0x1", value_parser = parse_mark)]
+    pub mark: u32,
+
+    /// Longest a throttled packet's verdict may wait, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    pub max_delay: u64,
+
+    /// Let the kernel drop packets when the queue is full (default: it
+    /// accepts them, the queue's fail-open mode).
+    #[arg(long)]
+    pub fail_closed: bool,
+
+    /// Policy, log, stats and detection settings.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+fn parse_mark(s: &str) -> Result<u32, String> {
+    let parsed = match s.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|_| format!("`{s}` is not a mark (e.g. 0x1 or 16)"))
 }
 
 /// `p2pguard policy ...`.

@@ -16,7 +16,12 @@ use p2pguard::policy::Policy;
 use p2pguard::timestamp::Duration;
 use std::sync::Arc;
 
-use super::args::{AnalyzeArgs, Format};
+use super::args::{AnalyzeArgs, DetectArgs, Format, InlineArgs, LiveArgs, NfqueueArgs, RunArgs};
+use p2pguard::enforce::eventlog::EventLog;
+use p2pguard::enforce::inline::{self, InlineOptions};
+use p2pguard::enforce::live::{self, LiveOptions};
+use p2pguard::enforce::nfqueue::{self, NfqueueOptions};
+use p2pguard::enforce::{Reloader, Runtime, RuntimeOptions};
 
 /// How a command failed, which decides the exit status.
 #[derive(Debug)]
@@ -31,17 +36,12 @@ pub enum Failure {
 
 const PROGRESS_MIN_BYTES: u64 = 4_000_000;
 
-/// `p2pguard analyze`. Returns whether every input was read cleanly.
-pub fn analyze_command(args: AnalyzeArgs) -> Result<bool, Failure> {
+/// Turns the shared detection options into a validated configuration:
+/// rules compiled, limits checked.
+fn detect_config(args: &DetectArgs) -> Result<(FlowConfig, DetectConfig), Failure> {
     let rules = load_rules(!args.no_builtin_rules, &args.rules)?;
     if args.max_flows == 0 {
         return Err(Failure::Config("--max-flows must be at least 1".into()));
-    }
-    if args.p2p_only && args.format == Format::Summary {
-        return Err(Failure::Config(
-            "--p2p-only applies to --format jsonl or csv (the summary already shows only P2P)"
-                .into(),
-        ));
     }
     let secs = |name: &str, v: u64| {
         if v == 0 {
@@ -59,6 +59,106 @@ pub fn analyze_command(args: AnalyzeArgs) -> Result<bool, Failure> {
         tcp_closing_timeout: secs("tcp-closing-timeout", args.tcp_closing_timeout)?,
         udp_timeout: secs("udp-timeout", args.udp_timeout)?,
     };
+    let ttl = secs("cache-ttl", args.cache_ttl)?;
+    let detect = DetectConfig {
+        rules,
+        cache: CacheConfig {
+            capacity: args.cache_size,
+            ttl_confirmed: ttl,
+            ttl_learnt: Duration(ttl.0 / 2),
+        },
+        behaviour: Default::default(),
+    };
+    Ok((flows, detect))
+}
+
+/// Builds the shared state of `live`, `inline` and `nfqueue`: every
+/// setting is checked and the policy and rules loaded before any packet.
+fn runtime(args: &RunArgs) -> Result<Runtime, Failure> {
+    let (flows, detect) = detect_config(&args.detect)?;
+    let policy = match &args.policy {
+        Some(path) => Some(Arc::new(load_policy(path)?)),
+        None => None,
+    };
+    let log = EventLog::open(args.log.as_deref()).map_err(|e| {
+        Failure::Runtime(format!(
+            "{}: cannot open the log: {e}",
+            args.log
+                .as_deref()
+                .unwrap_or(std::path::Path::new("-"))
+                .display()
+        ))
+    })?;
+    let reloader = Reloader {
+        policy: args.policy.clone(),
+        builtin_rules: !args.detect.no_builtin_rules,
+        rules: args.detect.rules.clone(),
+    };
+    Runtime::new(RuntimeOptions {
+        flows,
+        detect,
+        policy,
+        reloader,
+        log,
+        stats_every: std::time::Duration::from_secs(args.stats_every),
+        log_flows: args.log_all_flows,
+    })
+    .map_err(|e| Failure::Runtime(format!("cannot install signal handlers: {e}")))
+}
+
+/// `p2pguard live`.
+pub fn live_command(args: LiveArgs) -> Result<bool, Failure> {
+    let mut rt = runtime(&args.run)?;
+    let options = LiveOptions {
+        interface: args.interface,
+        filter: args.filter,
+        snaplen: args.snaplen,
+        promiscuous: !args.no_promisc,
+    };
+    live::run(&options, &mut rt).map_err(|e| Failure::Runtime(e.to_string()))?;
+    Ok(true)
+}
+
+/// `p2pguard inline`.
+pub fn inline_command(args: InlineArgs) -> Result<bool, Failure> {
+    if args.input == args.output {
+        return Err(Failure::Config(
+            "--in and --out must be two different interfaces".into(),
+        ));
+    }
+    let mut rt = runtime(&args.run)?;
+    let options = InlineOptions {
+        a: args.input,
+        b: args.output,
+        fail_open: !args.fail_closed,
+        max_delay: std::time::Duration::from_millis(args.max_delay),
+    };
+    inline::run(&options, &mut rt).map_err(|e| Failure::Runtime(e.to_string()))?;
+    Ok(true)
+}
+
+/// `p2pguard nfqueue`.
+pub fn nfqueue_command(args: NfqueueArgs) -> Result<bool, Failure> {
+    let mut rt = runtime(&args.run)?;
+    let options = NfqueueOptions {
+        queue: args.queue,
+        mark: args.mark,
+        max_delay: std::time::Duration::from_millis(args.max_delay),
+        fail_open: !args.fail_closed,
+    };
+    nfqueue::run(&options, &mut rt).map_err(|e| Failure::Runtime(e.to_string()))?;
+    Ok(true)
+}
+
+/// `p2pguard analyze`. Returns whether every input was read cleanly.
+pub fn analyze_command(args: AnalyzeArgs) -> Result<bool, Failure> {
+    let (flows, detect) = detect_config(&args.detect)?;
+    if args.p2p_only && args.format == Format::Summary {
+        return Err(Failure::Config(
+            "--p2p-only applies to --format jsonl or csv (the summary already shows only P2P)"
+                .into(),
+        ));
+    }
     let stdin_count = args.inputs.iter().filter(|i| *i == "-").count();
     if stdin_count > 1 {
         return Err(Failure::Config(
@@ -68,15 +168,7 @@ pub fn analyze_command(args: AnalyzeArgs) -> Result<bool, Failure> {
     let options = AnalyzeOptions {
         inputs: args.inputs.clone(),
         flows,
-        detect: DetectConfig {
-            rules,
-            cache: CacheConfig {
-                capacity: args.cache_size,
-                ttl_confirmed: secs("cache-ttl", args.cache_ttl)?,
-                ttl_learnt: Duration(secs("cache-ttl", args.cache_ttl)?.0 / 2),
-            },
-            behaviour: Default::default(),
-        },
+        detect,
         pcap_out: args.write_p2p.clone(),
         pcap_queue_bytes: 64 << 20,
         pcap_queue_wait: Duration::from_secs(120),

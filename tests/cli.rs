@@ -370,3 +370,51 @@ fn policies_are_checked_and_applied_offline() {
         }
     }
 }
+
+#[test]
+fn long_running_modes_explain_what_is_wrong() {
+    p2pguard()
+        .args([
+            "inline",
+            "--in",
+            "nosuch0",
+            "--out",
+            "nosuch1",
+            "--stats-every",
+            "0",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no interface named `nosuch0`"));
+    p2pguard()
+        .args(["inline", "--in", "lo", "--out", "lo"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("two different interfaces"));
+    p2pguard()
+        .args(["live", "-i", "nosuch0", "--stats-every", "0"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("nosuch0"));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "rules:\n  - name: x\n    action: throttle\n").unwrap();
+    // A broken policy stops every mode before it touches the network.
+    for mode in [
+        &["nfqueue", "--queue", "7"][..],
+        &["inline", "--in", "a", "--out", "b"],
+        &["live", "-i", "lo"],
+    ] {
+        p2pguard()
+            .args(mode)
+            .arg("--policy")
+            .arg(&bad)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("needs a `rate`"));
+    }
+    p2pguard()
+        .args(["nfqueue", "--mark", "banana"])
+        .assert()
+        .code(2);
+}

@@ -137,7 +137,14 @@ pub fn run(options: &InlineOptions, rt: &mut Runtime) -> Result<(), InlineError>
         .send_to(frame, None)
     {
         Some(Ok(())) => counts.forwarded += 1,
-        _ => {
+        other => {
+            if counts.send_errors == 0 {
+                let why = match other {
+                    Some(Err(e)) => e.to_string(),
+                    _ => "no sender".to_string(),
+                };
+                eprintln!("p2pguard: cannot send on {}: {why}", names[out]);
+            }
             counts.send_errors += 1;
             if frame.len() > mtus[out] + 18 {
                 counts.oversize += 1;

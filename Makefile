@@ -6,14 +6,17 @@ CARGO ?= cargo
 SHARED ?= ../shared/captures
 DEMO_CAPTURE ?= captures/bt-dht.pcap
 APT_PACKAGES := libpcap-dev pkg-config
+# For the end-to-end enforcement tests (tests/e2e/README.md): namespaces, real
+# BitTorrent clients, a tracker, and the tools that measure what crosses.
+E2E_PACKAGES := iproute2 ethtool tcpdump curl opentracker iperf3 iputils-ping iptables python3 python3-libtorrent
 
-.PHONY: all deps build demo test fmt-check clippy unit eval compare-ndpi clean
+.PHONY: all deps build demo test fmt-check clippy unit eval compare-ndpi bench-enforce clean
 
 all: build
 
 # Install the Debian packages the build needs, only if they are missing.
 deps:
-	@missing=""; for p in $(APT_PACKAGES); do \
+	@missing=""; for p in $(APT_PACKAGES) $(if $(filter 0,$(shell id -u)),$(E2E_PACKAGES)); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -39,13 +42,21 @@ unit: deps
 	@if [ ! -d "$(SHARED)/corpus" ]; then \
 		echo "ERROR: the shared captures are missing at $(SHARED)/corpus; the accuracy tests need them" >&2; exit 1; \
 	fi
-	P2PGUARD_SHARED_CAPTURES=$(abspath $(SHARED)) $(CARGO) test --locked --release
+	@# As root (CI), the end-to-end enforcement tests must run, not skip.
+	P2PGUARD_SHARED_CAPTURES=$(abspath $(SHARED)) \
+	P2PGUARD_E2E_REQUIRED=$(if $(filter 0,$(shell id -u)),1,0) \
+		$(CARGO) test --locked --release
 
 test: deps fmt-check clippy unit
 
 # Accuracy tables over the shared captures and the project's own captures.
 eval: deps
 	P2PGUARD_SHARED_CAPTURES=$(abspath $(SHARED)) $(CARGO) test --locked --release --test accuracy -- --nocapture --test-threads 1
+
+# Throughput, latency and CPU through the inline bridge and nfqueue, next to
+# the kernel's own bridge and routing (root; see tests/e2e/README.md).
+bench-enforce: build
+	P2PGUARD_BIN=$(abspath target/release/p2pguard) tests/e2e/bench.sh
 
 # Side by side with nDPI (Debian's libndpi-bin) on the same captures.
 compare-ndpi: build

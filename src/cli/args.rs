@@ -288,10 +288,12 @@ pub struct NfqueueArgs {
     #[arg(long, value_name = "MS", default_value_t = 500)]
     pub max_delay: u64,
 
-    /// Let the kernel drop packets when the queue is full (default: it
-    /// accepts them, the queue's fail-open mode).
+    /// Let the kernel accept the packets it cannot hand to p2pguard in time
+    /// (queue or socket full, e.g. in a burst) instead of dropping them.
+    /// Keeps traffic flowing under overload, but such packets are not
+    /// inspected: a blocked flow can slip a packet through.
     #[arg(long)]
-    pub fail_closed: bool,
+    pub fail_open: bool,
 
     /// Policy, log, stats and detection settings.
     #[command(flatten)]

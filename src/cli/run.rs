@@ -144,7 +144,7 @@ pub fn nfqueue_command(args: NfqueueArgs) -> Result<bool, Failure> {
         queue: args.queue,
         mark: args.mark,
         max_delay: std::time::Duration::from_millis(args.max_delay),
-        fail_open: !args.fail_closed,
+        fail_open: args.fail_open,
     };
     nfqueue::run(&options, &mut rt).map_err(|e| Failure::Runtime(e.to_string()))?;
     Ok(true)

@@ -36,6 +36,10 @@ impl DetectConfig {
 /// The evidence of a flow named from the endpoint cache.
 pub const CACHE_EVIDENCE: &str = "cache.endpoint";
 
+/// Payload packets (both ways) after which detection stops looking at a
+/// flow, whatever the rules and detectors still wait for.
+const MAX_INSPECTED_PAYLOAD_PACKETS: u32 = 32;
+
 /// Evidence names a flow keeps at most; later ones are counted, not kept.
 const MAX_EVIDENCE: usize = 6;
 
@@ -232,7 +236,13 @@ impl Detection {
         let rules_done = [Direction::Originator, Direction::Responder]
             .into_iter()
             .all(|d| state.payload_packets[d.index()] >= self.rules.max_packet(d));
+        // P2P protocols show themselves in their first few packets each
+        // way; a flow that has gone this far without (or with all the)
+        // evidence, e.g. a download whose client sent one request, is done.
+        let far_along = u32::from(state.payload_packets[0]) + u32::from(state.payload_packets[1])
+            >= MAX_INSPECTED_PAYLOAD_PACKETS;
         state.finished = decided
+            || far_along
             || (rules_done
                 && self
                     .detectors

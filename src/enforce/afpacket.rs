@@ -15,8 +15,13 @@ use std::io;
 /// `SOL_PACKET` option number of `PACKET_IGNORE_OUTGOING`.
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 
+/// Socket buffer size asked for: bursts at line rate must not overflow
+/// the queue between the kernel and the reader thread.
+const BUFFER_BYTES: libc::c_int = 8 << 20;
+
 /// A new `AF_PACKET` raw socket for every protocol that ignores outgoing
-/// frames. pnet binds it to the interface and owns (and closes) it.
+/// frames, with large buffers. pnet binds it to the interface and owns (and
+/// closes) it.
 pub fn socket_ignoring_outgoing() -> io::Result<i32> {
     let protocol = (libc::ETH_P_ALL as u16).to_be() as libc::c_int;
     // SAFETY: socket(2) with constant arguments; the result is checked.
@@ -36,6 +41,21 @@ pub fn socket_ignoring_outgoing() -> io::Result<i32> {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
+    // Larger buffers are a help, not a requirement: errors are ignored (the
+    // kernel caps them at net.core.rmem_max / wmem_max).
+    for option in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+        // SAFETY: setsockopt(2) on the descriptor just created, with a
+        // pointer to a live c_int and its exact size.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                (&BUFFER_BYTES as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
     if rc != 0 {
         let err = io::Error::last_os_error();
         // SAFETY: closing the descriptor this function created and owns.

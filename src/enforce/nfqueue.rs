@@ -56,6 +56,7 @@ struct Counts {
     shaped: u64,
     shaper_dropped: u64,
     verdict_errors: u64,
+    recv_errors: u64,
 }
 
 /// Answers the queue until SIGINT/SIGTERM, then accepts what it holds,
@@ -75,7 +76,7 @@ pub fn run(options: &NfqueueOptions, rt: &mut Runtime) -> Result<(), NfqueueErro
             .set_fail_open(options.queue, true)
             .map_err(|e| setup("cannot set fail-open", e))?;
     }
-    let _ = queue.set_queue_max_len(options.queue, 8192);
+    let _ = queue.set_queue_max_len(options.queue, 32_768);
     // Large GSO/GRO packets come as they are; the decoder copes with them.
     let _ = queue.set_recv_gso(options.queue, true);
     queue.set_nonblocking(true);
@@ -158,9 +159,13 @@ pub fn run(options: &NfqueueOptions, rt: &mut Runtime) -> Result<(), NfqueueErro
                     .min(Duration::from_millis(1));
                 std::thread::sleep(wait);
             }
+            // The socket overflowed (ENOBUFS): packets were lost to the
+            // kernel's queue policy; count it and read on at once.
             Err(e) => {
-                rt.note(serde_json::json!({"event": "error", "error": e.to_string()}));
-                std::thread::sleep(Duration::from_millis(10));
+                if counts.recv_errors == 0 {
+                    rt.note(serde_json::json!({"event": "error", "error": e.to_string()}));
+                }
+                counts.recv_errors += 1;
             }
         }
         let held = shaper.held();
@@ -173,6 +178,7 @@ pub fn run(options: &NfqueueOptions, rt: &mut Runtime) -> Result<(), NfqueueErro
                 ("held", (held as u64).into()),
                 ("shaper_dropped", counts.shaper_dropped.into()),
                 ("verdict_errors", counts.verdict_errors.into()),
+                ("recv_errors", counts.recv_errors.into()),
             ]
         };
         if rt.tick(&mut extra) {

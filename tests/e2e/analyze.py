@@ -19,7 +19,8 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--kind", required=True, choices=["block", "throttle", "log"])
 ap.add_argument("--mode", required=True)
 ap.add_argument("--enc", required=True)
-ap.add_argument("--pcap", required=True)
+ap.add_argument("--pcap", required=True, help="capture on B's eth0")
+ap.add_argument("--pcap-a", default=None, help="capture on A's eth0 (block: payload reaching A after the verdict)")
 ap.add_argument("--events", required=True)
 ap.add_argument("--samples", required=True, help="lines 'EPOCH BYTES' (cumulative IP bytes A->B, torrent flows)")
 ap.add_argument("--ip-a", required=True)
@@ -45,6 +46,8 @@ ap.add_argument("--window-s", type=float, default=25.0)
 ap.add_argument("--min-window-s", type=float, default=20.0)
 ap.add_argument("--fwd-rc", default="", help="forwarder exit status after SIGTERM ('' = no forwarder)")
 ap.add_argument("--emulated", default="", help="policy emulation used by a kernel placeholder mode")
+ap.add_argument("--tcpdump-log", default=None, help="B's tcpdump's stderr: its packet counts at exit")
+ap.add_argument("--tcpdump-log-a", default=None, help="A's tcpdump's stderr")
 ap.add_argument("--max-payload-no-ts", type=int, default=65536)
 a = ap.parse_args()
 
@@ -109,16 +112,44 @@ def is_torrent(k):
     return (a.ip_a, a.seed_port) in k or (a.ip_b, a.leech_port) in k
 
 
+def flow_stats(pkts, dst_ip):
+    """key -> payload packets [(ts, len)] and bytes towards dst_ip"""
+    fl = {}
+    for ts, src, sport, dst, dport, ip_len, pl in pkts:
+        st = fl.setdefault(key(src, sport, dst, dport), {"payload": 0, "payload_pkts": []})
+        if dst == dst_ip and pl > 0:
+            st["payload"] += pl
+            st["payload_pkts"].append((ts, pl))
+    return fl
+
+
+def capture_stats(pkts, log):
+    cap = {"frames": len(pkts)}
+    if log:
+        try:
+            txt = open(log).read()
+            for what, rx in (("captured", r"(\d+) packets captured"), ("received_by_filter", r"(\d+) packets received by filter"),
+                             ("dropped_by_kernel", r"(\d+) packets dropped by kernel")):
+                m = re.search(rx, txt)
+                cap[what] = int(m.group(1)) if m else None
+        except OSError:
+            pass
+    # complete = tcpdump lost nothing (kernel drops, or packets it received but did not write)
+    cap["complete"] = cap.get("dropped_by_kernel") == 0 and cap.get("captured") == cap.get("received_by_filter")
+    return cap
+
+
 packets = list(read_pcap(a.pcap))
-flows = {}  # key -> stats of the packets towards B
-for ts, src, sport, dst, dport, ip_len, pl in packets:
-    k = key(src, sport, dst, dport)
-    st = flows.setdefault(k, {"first": ts, "to_b_payload": 0, "to_b_pkts": 0, "to_b_payload_pkts": []})
-    if dst == a.ip_b and pl > 0:
-        st["to_b_payload"] += pl
-        st["to_b_pkts"] += 1
-        st["to_b_payload_pkts"].append((ts, pl))
+flows = flow_stats(packets, a.ip_b)  # B's view: payload arriving at B
 torrent_flows = {k: v for k, v in flows.items() if is_torrent(k)}
+cap = capture_stats(packets, a.tcpdump_log)
+out["capture"] = {"b": cap}
+flows_a, cap_a = None, None
+if a.pcap_a:
+    packets_a = list(read_pcap(a.pcap_a))
+    flows_a = flow_stats(packets_a, a.ip_a)  # A's view: payload arriving at A
+    cap_a = capture_stats(packets_a, a.tcpdump_log_a)
+    out["capture"]["a"] = cap_a
 fmt = lambda k: f"{k[0][0]}:{k[0][1]}-{k[1][0]}:{k[1][1]}"  # noqa: E731
 
 
@@ -146,6 +177,7 @@ def parse_ts(v):
 
 
 events, bad_lines = [], 0
+flow_events, stop_event = [], None
 try:
     with open(a.events) as f:
         for line in f:
@@ -159,6 +191,10 @@ try:
                 continue
             if isinstance(ev, dict) and ev.get("event") == "verdict":
                 events.append(ev)
+            elif isinstance(ev, dict) and ev.get("event") == "flow":
+                flow_events.append(ev)
+            elif isinstance(ev, dict) and ev.get("event") == "stop":
+                stop_event = ev
 except FileNotFoundError:
     pass
 verdicts = {}  # key -> list of (ts or None, action, protocol, rule)
@@ -178,6 +214,13 @@ for ev in events:
 out["events"] = {"verdict_events": len(events), "unparsable_lines": bad_lines,
                  "actions": sorted({v[1] for vs in verdicts.values() for v in vs})}
 torrent_verdicts = {k: v for k, v in verdicts.items() if is_torrent(k)}
+# optional extras of the log: per-flow "flow" events with dropped_packets, a final "stop" event
+dropped_by_flows = sum(int(ev.get("dropped_packets") or 0) for ev in flow_events)
+if flow_events:
+    out["events"]["flow_events"] = len(flow_events)
+    out["events"]["dropped_packets_in_flow_events"] = dropped_by_flows
+if stop_event is not None:
+    out["events"]["stop"] = {k: v for k, v in stop_event.items() if k != "event"}
 out["events"]["torrent_flows_named"] = sorted(fmt(k) for k in torrent_verdicts)
 
 # ---------------------------------------------------------------- torrent progress
@@ -193,11 +236,14 @@ torrent = {
     "complete": a.complete_after is not None,
     "complete_after_s": a.complete_after,
     "rx_ip_bytes_total": rx_total,
-    "rx_payload_bytes_pcap": sum(v["to_b_payload"] for v in torrent_flows.values()),
+    "rx_payload_bytes_pcap": sum(v["payload"] for v in torrent_flows.values()),
     "flows": len(torrent_flows),
     # cumulative IP bytes into B, 1 s apart, seconds since the downloader started
     "samples": [[round(t - a.leech_start, 2), b] for t, b in samples],
 }
+if a.complete_after is not None:
+    # did the HTTP download start before the torrent was complete (both ran at the same time)?
+    torrent["http_started_before_complete"] = a.http_start < a.leech_start + a.complete_after
 if a.complete_after:
     torrent["avg_rate_mbit"] = round(a.payload_bytes * 8 / a.complete_after / 1e6, 2)
 out["torrent"] = torrent
@@ -226,28 +272,29 @@ if a.kind == "block":
         if bl:
             tss = [v[0] for v in bl if v[0] is not None]
             blocked[k] = min(tss) if tss else None
-    viol, checked, per_flow = [], 0, []
+    viol, per_flow = [], []
+    sides = [("b", flows)] + ([("a", flows_a)] if flows_a is not None else [])
     for k, vts in blocked.items():
-        st = flows.get(k, {"to_b_payload_pkts": [], "to_b_payload": 0})
-        if vts is None:
-            # no timestamp in the event: bound the bytes the flow delivered in all
-            ok = st["to_b_payload"] <= a.max_payload_no_ts
-            per_flow.append({"flow": fmt(k), "verdict_ts": None, "payload_to_b": st["to_b_payload"], "ok": ok})
-            if not ok:
-                viol.append(f"{fmt(k)}: no timestamp in its verdict event and {st['to_b_payload']} payload bytes reached B")
-            continue
-        late = [(t, pl) for t, pl in st["to_b_payload_pkts"] if t > vts + slack]
-        before = sum(pl for t, pl in st["to_b_payload_pkts"] if t <= vts)
-        inslack = sum(pl for t, pl in st["to_b_payload_pkts"] if vts < t <= vts + slack)
-        checked += 1
-        per_flow.append({"flow": fmt(k), "verdict_ts": round(vts, 6), "payload_to_b_before": before,
-                         "payload_to_b_in_slack": inslack, "late_payload_bytes": sum(pl for _, pl in late),
-                         "late_packets": len(late),
-                         "last_late_after_verdict_ms": round((late[-1][0] - vts) * 1000, 3) if late else None})
-        if late:
-            viol.append(f"{fmt(k)}: {len(late)} payload packets ({sum(pl for _, pl in late)} bytes) reached B more "
-                        f"than {slack * 1000:.1f} ms after the verdict")
-    unblocked = {fmt(k): v["to_b_payload"] for k, v in torrent_flows.items() if k not in blocked and v["to_b_payload"]}
+        row = {"flow": fmt(k), "verdict_ts": round(vts, 6) if vts is not None else None}
+        for side, fl in sides:
+            st = fl.get(k, {"payload_pkts": [], "payload": 0})
+            if vts is None:
+                # no timestamp in the event: bound the bytes the flow delivered in all
+                row[f"payload_to_{side}"] = st["payload"]
+                if st["payload"] > a.max_payload_no_ts:
+                    viol.append(f"{fmt(k)}: no timestamp in its verdict event and {st['payload']} payload bytes reached "
+                                f"{side.upper()} (> {a.max_payload_no_ts})")
+                continue
+            late = [(t, pl) for t, pl in st["payload_pkts"] if t > vts + slack]
+            row[f"payload_to_{side}_before"] = sum(pl for t, pl in st["payload_pkts"] if t <= vts)
+            row[f"payload_to_{side}_in_slack"] = sum(pl for t, pl in st["payload_pkts"] if vts < t <= vts + slack)
+            row[f"late_payload_to_{side}"] = sum(pl for _, pl in late)
+            if late:
+                row[f"last_late_to_{side}_after_verdict_ms"] = round((late[-1][0] - vts) * 1000, 3)
+                viol.append(f"{fmt(k)}: {len(late)} payload packets ({sum(pl for _, pl in late)} bytes) reached "
+                            f"{side.upper()} more than {slack * 1000:.1f} ms after the verdict")
+        per_flow.append(row)
+    unblocked = {fmt(k): v["payload"] for k, v in torrent_flows.items() if k not in blocked and v["payload"]}
     out["block"] = {"slack_ms": round(slack * 1000, 3), "rtt_max_ms": a.rtt_max_ms, "blocked_torrent_flows": len(blocked),
                     "flows": per_flow, "unblocked_torrent_flows_payload_to_b": unblocked,
                     "no_payload_after_verdict": not viol and len(blocked) > 0}
@@ -256,6 +303,9 @@ if a.kind == "block":
     if not blocked:
         failures.append("no block verdict names a torrent flow")
     failures.extend(viol)
+    for side, c in (("B", cap), ("A", cap_a)):
+        if c is not None and not c["complete"]:
+            failures.append(f"{side}'s capture is incomplete ({c}): cannot prove that no payload arrived after the verdict")
 elif a.kind == "throttle":
     thr = {"target_bps": a.rate_bps, "tolerance": a.rate_tol}
     live = [(t, b) for t, b in samples if b > 0]
@@ -289,7 +339,7 @@ elif a.kind == "throttle":
         failures.append(f"HTTP took {http['duration_s']:.2f} s (> {a.http_max_s} s): slowed by the throttle")
 elif a.kind == "log":
     named = {k for k in torrent_verdicts}
-    with_payload = {k for k, v in torrent_flows.items() if v["to_b_payload"] > 0}
+    with_payload = {k for k, v in torrent_flows.items() if v["payload"] > 0}
     missing = sorted(fmt(k) for k in with_payload - named)
     acts = {v[1] for vs in verdicts.values() for v in vs}
     out["log"] = {"torrent_flows_with_payload": len(with_payload), "named": len(with_payload & named),
@@ -300,6 +350,9 @@ elif a.kind == "log":
         failures.append("no torrent flow carried payload to B")
     if missing:
         failures.append(f"torrent flows without a verdict event: {', '.join(missing)}")
+    if dropped_by_flows or (stop_event and int(stop_event.get("dropped") or 0)):
+        failures.append(f"log policy but the forwarder dropped packets (flow events: {dropped_by_flows}, "
+                        f"stop event: {stop_event and stop_event.get('dropped')})")
     if acts & {"block", "drop", "deny", "reject", "throttle"}:
         failures.append(f"log policy but verdict actions {sorted(acts)}")
     if not any(v[1] == "log" for k in named for v in torrent_verdicts[k]):

@@ -69,14 +69,36 @@ mode_kind() { # bridge | route
 }
 mode_is_p2pguard() { [ "$1" = inline ] || [ "$1" = nfqueue ]; }
 
-# Commands every mode needs; prints the missing ones (empty = all there).
+# Commands the scripts need and the Debian package of each (README: "Packages").
+E2E_DEPS=(ip:iproute2 ss:iproute2 tc:iproute2 ethtool:ethtool tcpdump:tcpdump curl:curl
+    opentracker:opentracker iperf3:iperf3 ping:iputils-ping iptables:iptables
+    iptables-legacy:iptables ebtables:iptables /usr/bin/python3:python3)
+
+# e2e_missing_cmds : prints the missing commands (empty = all there)
 e2e_missing_cmds() {
-    local c missing=()
-    for c in ip ethtool tc tcpdump curl opentracker iperf3 ping "$IPT" /usr/bin/python3; do
-        command -v "$c" >/dev/null 2>&1 || missing+=("$c")
-    done
+    local d missing=()
+    for d in "${E2E_DEPS[@]}"; do command -v "${d%%:*}" >/dev/null 2>&1 || missing+=("${d%%:*}"); done
     /usr/bin/python3 -c 'import libtorrent' 2>/dev/null || missing+=("python3-libtorrent")
     echo "${missing[*]}"
+}
+
+# e2e_deps : install the Debian packages of missing commands with apt-get (unless
+# E2E_NO_INSTALL=1), then fail if anything is still missing.
+e2e_deps() {
+    local miss d c pkgs=()
+    miss=$(e2e_missing_cmds)
+    [ -z "$miss" ] && return 0
+    if [ "${E2E_NO_INSTALL:-0}" != 1 ] && command -v apt-get >/dev/null; then
+        for c in $miss; do
+            [ "$c" = python3-libtorrent ] && { pkgs+=(python3-libtorrent); continue; }
+            for d in "${E2E_DEPS[@]}"; do [ "${d%%:*}" = "$c" ] && pkgs+=("${d#*:}"); done
+        done
+        log "installing missing packages: ${pkgs[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >&2 || true
+        miss=$(e2e_missing_cmds)
+    fi
+    [ -z "$miss" ] || die "missing commands/packages: $miss (see tests/e2e/README.md)"
 }
 
 e2e_down() {
@@ -108,14 +130,47 @@ e2e_cleanup() {
     exit $rc
 }
 
+# e2e_supervise SCRIPT ARGS... : call first thing in a script. Reruns the script as a child and
+# waits for it; when the child is done (or killed, even by SIGKILL), or when this process gets
+# SIGINT/SIGTERM (forwarded to the child, which gets 20 s to clean up), it deletes whatever is
+# left of the namespaces and their processes. The child's own EXIT trap normally does that
+# already; this is the safety net for a child that could not run its trap.
+e2e_supervise() {
+    [ -n "${E2E_SUPERVISED:-}" ] && return 0
+    local child rc=0 sig=""
+    E2E_SUPERVISED=1 bash "$@" &
+    child=$!
+    trap 'sig=143; kill -TERM $child 2>/dev/null' TERM
+    trap 'sig=130; kill -INT $child 2>/dev/null' INT
+    while :; do
+        rc=0
+        wait "$child" || rc=$?
+        kill -0 "$child" 2>/dev/null || break
+        # wait returned early because of a signal: give the child 20 s to clean up
+        local end=$((SECONDS + 20))
+        while kill -0 "$child" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.2; done
+        kill -0 "$child" 2>/dev/null && kill -9 "$child" 2>/dev/null
+        rc=0
+        wait "$child" 2>/dev/null || rc=$?
+        break
+    done
+    trap - INT TERM
+    set +e
+    if ip netns list 2>/dev/null | grep -q "^$E2E_NSP-"; then
+        log "child exited $rc and left namespaces behind: removing them"
+        e2e_down
+    fi
+    [ "$rc" = 0 ] && [ -n "$sig" ] && rc=$sig
+    exit "$rc"
+}
+
 # e2e_init : root check, traps, fresh $WORK. Call once per script.
 e2e_init() {
     [ "$(id -u)" = 0 ] || die "must run as root"
-    local miss
-    miss=$(e2e_missing_cmds)
-    [ -z "$miss" ] || die "missing commands/packages: $miss (see tests/e2e/README.md)"
+    e2e_deps
     trap e2e_cleanup EXIT
-    trap 'exit 130' INT TERM
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
     e2e_down
     rm -rf "$WORK"
     mkdir -p "$WORK"
@@ -165,7 +220,7 @@ e2e_up() {
     kind=$(mode_kind "$mode")
     MODE=$mode
     e2e_down
-    FWD_PID= FWD_RC=
+    FWD_PID="" FWD_RC=""
     _ns_common "$NS_A"; _ns_common "$NS_M"; _ns_common "$NS_B"
     ip netns exec "$NS_M" ip link add to-a type veth peer name eth0 netns "$NS_A"
     ip netns exec "$NS_M" ip link add to-b type veth peer name eth0 netns "$NS_B"
@@ -211,8 +266,15 @@ e2e_up() {
     nfqueue | py-nfqueue)
         local bypass=()
         [ "$NFQ_BYPASS" = 1 ] && bypass=(--queue-bypass)
-        in_m "$IPT" -I FORWARD -j NFQUEUE --queue-num "$NFQ_NUM" "${bypass[@]}" ||
+        in_m "$IPT" -A FORWARD -j NFQUEUE --queue-num "$NFQ_NUM" "${bypass[@]}" ||
             die "$IPT cannot add the NFQUEUE rule"
+        if [ "$mode" = nfqueue ]; then
+            # The README's router rules: flows p2pguard has sealed (mark 0x1) skip the queue.
+            in_m "$IPT" -t mangle -A PREROUTING -j CONNMARK --restore-mark --mask 0x1 &&
+                in_m "$IPT" -I FORWARD -m mark --mark 0x1/0x1 -j ACCEPT &&
+                in_m "$IPT" -t mangle -A POSTROUTING -m mark --mark 0x1/0x1 -j CONNMARK --save-mark --mask 0x1 ||
+                die "$IPT cannot add the connmark rules"
+        fi
         if [ "$mode" = nfqueue ]; then
             fwd_start "$P2PGUARD_BIN" nfqueue --queue "$NFQ_NUM" --policy "$policy" --log "$events"
         else
@@ -229,6 +291,13 @@ e2e_up() {
     log "topology up: mode $mode ($kind), A $IP_A, B $IP_B${FWD_PID:+, forwarder pid $FWD_PID}"
 }
 
+# rate_bps RATE : tc-style rate (bit, kbit, mbit, gbit; decimal) in bit/s
+rate_bps() {
+    awk -v r="$1" 'BEGIN { n = r + 0; u = tolower(r); sub(/^[0-9.]+/, "", u)
+        m = (u == "kbit") ? 1e3 : (u == "mbit") ? 1e6 : (u == "gbit") ? 1e9 : (u == "bit" || u == "") ? 1 : -1
+        if (m < 0) exit 1; printf "%d\n", n * m }'
+}
+
 nfq_bound() { in_m awk -v q="$1" '$1 == q { f = 1 } END { exit !f }' /proc/net/netfilter/nfnetlink_queue; }
 
 # fwd_start CMD... : the forwarder in M, in the background; its pid in FWD_PID.
@@ -241,7 +310,7 @@ fwd_start() {
     ip netns exec "$NS_M" "$@" >"$WORK/forwarder.log" 2>&1 &
     FWD_PID=$!
     sleep 0.5
-    kill -0 "$FWD_PID" 2>/dev/null || { wait "$FWD_PID"; FWD_RC=$?; die "forwarder exited at once (status $FWD_RC): $(tail -20 "$WORK/forwarder.log")"; }
+    kill -0 "$FWD_PID" 2>/dev/null || { FWD_RC=0; wait "$FWD_PID" || FWD_RC=$?; die "forwarder exited at once (status $FWD_RC): $(tail -20 "$WORK/forwarder.log")"; }
 }
 
 # fwd_stop : SIGTERM to the forwarder, wait up to 10 s; FWD_RC = its exit status (137 = had to be

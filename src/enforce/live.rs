@@ -40,7 +40,12 @@ pub fn run(options: &LiveOptions, rt: &mut Runtime) -> Result<(), LiveError> {
         .immediate_mode(true)
         .precision(Precision::Nano)
         .open()
-        .map_err(|e| err("cannot capture (are you root?)", e))?;
+        .map_err(|e| err("cannot capture (are you root?)", e))?
+        // libpcap's read timeout does not always fire on an idle Linux
+        // interface; read without blocking and pause when idle instead, so
+        // that signals and stats lines are served.
+        .setnonblock()
+        .map_err(|e| err("cannot set non-blocking mode", e))?;
     if let Some(f) = &options.filter {
         cap.filter(f, true)
             .map_err(|e| err(&format!("bad filter `{f}`"), e))?;
@@ -58,7 +63,9 @@ pub fn run(options: &LiveOptions, rt: &mut Runtime) -> Result<(), LiveError> {
                 let ts = Timestamp::from_parts(secs, nanos);
                 rt.process(ts, link, p.data, p.header.len.max(p.header.caplen));
             }
-            Err(pcap::Error::TimeoutExpired) => {}
+            Err(pcap::Error::TimeoutExpired) => {
+                std::thread::sleep(std::time::Duration::from_millis(2))
+            }
             Err(e) => {
                 rt.note(serde_json::json!({"event": "error", "error": e.to_string()}));
                 eprintln!("p2pguard: capture error on {}: {e}", options.interface);

@@ -45,7 +45,7 @@ fn live_capture_logs_reloads_and_stops_cleanly() {
     let policy = dir.path().join("policy.yaml");
     let log = dir.path().join("events.jsonl");
     std::fs::write(&policy, "default: log\nrules: []\n").unwrap();
-    let mut child = Command::new("ip")
+    let child = Command::new("ip")
         .args([
             "netns",
             "exec",

@@ -5,6 +5,12 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
+use serde::de::{self, Deserializer};
+
+use crate::decode::Transport;
+use crate::detect::Protocol;
+
 /// One problem found in a configuration file (rules, policy).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
@@ -114,4 +120,30 @@ pub fn unknown_name(what: &str, got: &str, known: &[&str]) -> String {
         .map(|(_, k)| format!("; did you mean `{k}`?"))
         .unwrap_or_default();
     format!("unknown {what} `{got}`{hint} (known: {})", known.join(", "))
+}
+
+/// A protocol name from the fixed list, or an error suggesting the name
+/// that was probably meant.
+pub fn parse_protocol(name: &str) -> Result<Protocol, String> {
+    Protocol::from_name(name)
+        .ok_or_else(|| unknown_name("protocol", name, &Protocol::ALL.map(|p| p.as_str())))
+}
+
+/// A `transport:` field: `tcp`, `udp` or `any` (`None`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransportField(pub Option<Transport>);
+
+impl<'de> Deserialize<'de> for TransportField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "tcp" => Ok(TransportField(Some(Transport::Tcp))),
+            "udp" => Ok(TransportField(Some(Transport::Udp))),
+            "any" => Ok(TransportField(None)),
+            _ => Err(de::Error::custom(format!(
+                "transport: {}",
+                unknown_name("transport", &s, &["tcp", "udp", "any"])
+            ))),
+        }
+    }
 }

@@ -12,8 +12,9 @@ use serde::de::{self, Deserializer};
 use super::{
     Action, FlowDirection, Matcher, Policy, PolicyRule, Scope, Throttle, parse_burst, parse_rate,
 };
-use crate::config::{ConfigError, ConfigErrors, unknown_name, yaml_error};
-use crate::decode::Transport;
+use crate::config::{
+    ConfigError, ConfigErrors, TransportField, parse_protocol, unknown_name, yaml_error,
+};
 use crate::detect::{Confidence, Protocol};
 
 /// Reads and validates a policy file.
@@ -164,7 +165,7 @@ struct RawMatch {
     dst: Option<Vec<AddrItem>>,
     hosts: Option<Vec<AddrItem>>,
     ports: Option<Vec<PortRange>>,
-    transport: Option<TransportName>,
+    transport: Option<TransportField>,
     direction: Option<DirectionName>,
 }
 
@@ -324,12 +325,9 @@ struct ProtocolItem(Protocol);
 impl<'de> Deserialize<'de> for ProtocolItem {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Protocol::from_name(&s).map(ProtocolItem).ok_or_else(|| {
-            de::Error::custom(format!(
-                "protocols: {}",
-                unknown_name("protocol", &s, &Protocol::ALL.map(|p| p.as_str()))
-            ))
-        })
+        parse_protocol(&s)
+            .map(ProtocolItem)
+            .map_err(|e| de::Error::custom(format!("protocols: {e}")))
     }
 }
 
@@ -348,23 +346,6 @@ impl<'de> Deserialize<'de> for ConfidenceName {
                     unknown_name("confidence", &s, &Confidence::ALL.map(|c| c.as_str()))
                 ))
             })
-    }
-}
-
-struct TransportName(Option<Transport>);
-
-impl<'de> Deserialize<'de> for TransportName {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        match s.as_str() {
-            "tcp" => Ok(TransportName(Some(Transport::Tcp))),
-            "udp" => Ok(TransportName(Some(Transport::Udp))),
-            "any" => Ok(TransportName(None)),
-            _ => Err(de::Error::custom(format!(
-                "transport: {}",
-                unknown_name("transport", &s, &["tcp", "udp", "any"])
-            ))),
-        }
     }
 }
 

@@ -13,7 +13,7 @@ mod pattern;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::config::{unknown_name, yaml_error};
+use crate::config::{TransportField, parse_protocol, unknown_name, yaml_error};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
@@ -341,7 +341,7 @@ struct RawRule {
     id: RuleId,
     protocol: ProtocolName,
     #[serde(default)]
-    transport: TransportSpec,
+    transport: TransportField,
     #[serde(default)]
     side: SideSpec,
     #[serde(default)]
@@ -400,35 +400,14 @@ impl<'de> Deserialize<'de> for RuleId {
 }
 
 /// A protocol name, with a suggestion when it is misspelt.
-pub(crate) struct ProtocolName(pub(crate) Protocol);
+struct ProtocolName(Protocol);
 
 impl<'de> Deserialize<'de> for ProtocolName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Protocol::from_name(&s).map(ProtocolName).ok_or_else(|| {
-            de::Error::custom(format!(
-                "protocol: {}",
-                unknown_name("protocol", &s, &Protocol::ALL.map(|p| p.as_str()))
-            ))
-        })
-    }
-}
-
-#[derive(Default)]
-struct TransportSpec(Option<Transport>);
-
-impl<'de> Deserialize<'de> for TransportSpec {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        match s.as_str() {
-            "tcp" => Ok(TransportSpec(Some(Transport::Tcp))),
-            "udp" => Ok(TransportSpec(Some(Transport::Udp))),
-            "any" => Ok(TransportSpec(None)),
-            _ => Err(de::Error::custom(format!(
-                "transport: {}",
-                unknown_name("transport", &s, &["tcp", "udp", "any"])
-            ))),
-        }
+        parse_protocol(&s)
+            .map(ProtocolName)
+            .map_err(|e| de::Error::custom(format!("protocol: {e}")))
     }
 }
 

@@ -25,6 +25,11 @@
 //! the other signals holds for the flow, and neither port is a service
 //! port. The confidence is then `heuristic`, the weakest: behaviour alone
 //! never blocks anything a policy guards with a higher minimum.
+//!
+//! Since only flows of a confirmed host can be named, statistics are kept
+//! only for them: the listening endpoints of flows that involve a confirmed
+//! host, and the fan-out of confirmed hosts. Every other flow, most of a
+//! busy link's, costs two look-ups and leaves no state.
 
 use std::net::IpAddr;
 
@@ -218,8 +223,26 @@ impl Behaviour {
         }
     }
 
-    /// A new flow: its listening endpoints gain a peer and a transport.
+    /// The P2P protocol `ip` was confirmed as running within the window.
+    fn confirmed(&self, ip: IpAddr, now: Timestamp) -> Option<Protocol> {
+        if self.hosts.is_empty() {
+            return None;
+        }
+        self.hosts
+            .get(&ip)
+            .and_then(|h| h.p2p)
+            .filter(|(_, until)| *until >= now)
+            .map(|(p, _)| p)
+    }
+
+    /// A new flow: if it involves a confirmed host, its listening endpoints
+    /// gain a peer and a transport.
     pub fn flow_started(&mut self, f: &FlowFacts, now: Timestamp) {
+        if self.confirmed(f.originator.ip(), now).is_none()
+            && self.confirmed(f.responder.ip(), now).is_none()
+        {
+            return;
+        }
         let window = self.config.window;
         let mut note = |listener: Endpoint, peer: Endpoint| {
             if is_service_port(listener.port()) {
@@ -256,10 +279,13 @@ impl Behaviour {
         }
     }
 
-    /// A flow ended: an outgoing TCP attempt counts for its originator's
-    /// fan-out.
+    /// A flow ended: an outgoing TCP attempt of a confirmed host counts for
+    /// its fan-out.
     pub fn flow_ended(&mut self, f: &FlowFacts, now: Timestamp) {
-        if f.transport != Transport::Tcp || is_service_port(f.responder.port()) {
+        if f.transport != Transport::Tcp
+            || is_service_port(f.responder.port())
+            || self.confirmed(f.originator.ip(), now).is_none()
+        {
             return;
         }
         let window = self.config.window;
@@ -286,16 +312,9 @@ impl Behaviour {
         {
             return None;
         }
-        let p2p_of = |ip: IpAddr| {
-            self.hosts
-                .get(&ip)
-                .and_then(|h| h.p2p)
-                .filter(|(_, until)| *until >= now)
-                .map(|(p, _)| p)
-        };
         let (host, protocol) = [f.originator.ip(), f.responder.ip()]
             .into_iter()
-            .find_map(|ip| p2p_of(ip).map(|p| (ip, p)))?;
+            .find_map(|ip| self.confirmed(ip, now).map(|p| (ip, p)))?;
         let mut signals = vec![Signal::P2pHost];
         let mut listeners = vec![f.responder];
         if f.transport == Transport::Udp {
@@ -385,7 +404,11 @@ mod tests {
         b.flow_started(&tcp, T0);
         b.flow_started(&udp, T0);
         assert_eq!(b.judge(&tcp, T0), None, "no confirmed host");
+        assert_eq!(b.stats().endpoints, 0, "no state for unconfirmed hosts");
         b.confirm_host("10.0.0.1".parse().unwrap(), Protocol::Bittorrent, T0);
+        assert_eq!(b.judge(&tcp, T0), None, "no signal yet");
+        b.flow_started(&tcp, T0);
+        b.flow_started(&udp, T0);
         let (p, signals) = b.judge(&tcp, T0).unwrap();
         assert_eq!(p, Protocol::Bittorrent);
         assert_eq!(signals, vec![Signal::P2pHost, Signal::TcpAndUdp]);

@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::{TransportField, parse_protocol, unknown_name, yaml_error};
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::automaton::OverlappingState;
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Anchored, MatchKind, StartKind};
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
 
@@ -70,14 +71,29 @@ pub struct Origin {
 pub use crate::config::{ConfigError as RuleError, ConfigErrors as RuleErrors};
 
 /// A compiled set of rules.
+///
+/// Every pattern is in one Aho-Corasick automaton. A packet is searched
+/// with it in two ways: anchored at each offset where anchored rules start
+/// (a few bytes of work), and, for the unanchored rules, at the positions
+/// where one of their patterns occurs, found by a SIMD substring search
+/// (aho-corasick's packed "Teddy" searcher) over the bytes those rules may
+/// look at. Without a packed searcher (case-insensitive or too many
+/// unanchored patterns) the automaton scans those bytes itself.
 #[derive(Clone, Debug)]
 pub struct RuleSet {
     rules: Vec<Rule>,
     automaton: Option<AhoCorasick>,
     /// Highest payload packet index any rule looks at, per side.
     max_packet: [u16; 2],
-    /// Bytes of payload worth scanning (`None`: all of it).
-    scan_limit: Option<usize>,
+    /// Distinct offsets of the anchored rules, and the packets they look at.
+    anchored_offsets: Vec<usize>,
+    anchored_max_packet: [u16; 2],
+    /// The unanchored rules: how far into a payload they look (`None`: to
+    /// the end), the packets they look at, and their patterns' finder.
+    unanchored_limit: Option<usize>,
+    unanchored_max_packet: [u16; 2],
+    unanchored_finder: Option<aho_corasick::packed::Searcher>,
+    has_unanchored: bool,
 }
 
 impl RuleSet {
@@ -171,49 +187,53 @@ impl RuleSet {
 
     /// Compiles validated rules into one automaton.
     pub fn compile(rules: Vec<Rule>) -> Result<RuleSet, RuleErrors> {
-        let mut max_packet = [0u16; 2];
-        let mut scan_limit = Some(0usize);
+        let mut set = RuleSet::empty();
         for r in &rules {
+            let max = if r.anchored {
+                if !set.anchored_offsets.contains(&r.offset) {
+                    set.anchored_offsets.push(r.offset);
+                }
+                &mut set.anchored_max_packet
+            } else {
+                let end = r.depth.map(|d| r.offset + d);
+                set.unanchored_limit = if set.has_unanchored {
+                    set.unanchored_limit.zip(end).map(|(a, b)| a.max(b))
+                } else {
+                    end
+                };
+                set.has_unanchored = true;
+                &mut set.unanchored_max_packet
+            };
             for side in [Direction::Originator, Direction::Responder] {
                 if r.side.is_none_or(|s| s == side) {
-                    max_packet[side.index()] = max_packet[side.index()].max(r.packets.1);
+                    let i = side.index();
+                    max[i] = max[i].max(r.packets.1);
+                    set.max_packet[i] = set.max_packet[i].max(r.packets.1);
                 }
             }
-            let end = match (r.anchored, r.depth) {
-                (true, _) => Some(r.offset + r.pattern.len()),
-                (false, Some(depth)) => Some(r.offset + depth),
-                (false, None) => None,
-            };
-            scan_limit = match (scan_limit, end) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                _ => None,
-            };
         }
-        let automaton = if rules.is_empty() {
-            None
-        } else {
-            let built = AhoCorasickBuilder::new()
-                .match_kind(MatchKind::Standard)
-                .ascii_case_insensitive(rules.iter().any(|r| r.nocase))
-                .build(rules.iter().map(|r| &r.pattern));
-            match built {
-                Ok(a) => Some(a),
-                Err(e) => {
-                    return Err(RuleErrors(vec![RuleError {
-                        file: PathBuf::from("<rules>"),
-                        line: None,
-                        column: None,
-                        message: format!("cannot compile the patterns: {e}"),
-                    }]));
-                }
-            }
+        set.anchored_offsets.sort_unstable();
+        if rules.is_empty() {
+            return Ok(set);
+        }
+        let compile_error = |e: String| {
+            RuleErrors(vec![RuleError {
+                file: PathBuf::from("<rules>"),
+                line: None,
+                column: None,
+                message: format!("cannot compile the patterns: {e}"),
+            }])
         };
-        Ok(RuleSet {
-            rules,
-            automaton,
-            max_packet,
-            scan_limit,
-        })
+        let automaton = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::Standard)
+            .start_kind(StartKind::Both)
+            .ascii_case_insensitive(rules.iter().any(|r| r.nocase))
+            .build(rules.iter().map(|r| &r.pattern))
+            .map_err(|e| compile_error(e.to_string()))?;
+        set.automaton = Some(automaton);
+        set.unanchored_finder = prefix_finder(rules.iter().filter(|r| !r.anchored));
+        set.rules = rules;
+        Ok(set)
     }
 
     /// An empty set.
@@ -222,7 +242,12 @@ impl RuleSet {
             rules: Vec::new(),
             automaton: None,
             max_packet: [0; 2],
-            scan_limit: Some(0),
+            anchored_offsets: Vec::new(),
+            anchored_max_packet: [0; 2],
+            unanchored_limit: None,
+            unanchored_max_packet: [0; 2],
+            unanchored_finder: None,
+            has_unanchored: false,
         }
     }
 
@@ -237,36 +262,130 @@ impl RuleSet {
     }
 
     /// Calls `on_match` with the index and rule of every rule matching
-    /// `packet` (a rule at most
-    /// once per packet, in rule order of first match).
+    /// `packet`: a rule at most once per packet, in order of the end of its
+    /// first match, then of rule index.
     pub fn scan(&self, packet: &PacketView<'_>, mut on_match: impl FnMut(usize, &Rule)) {
         let Some(automaton) = &self.automaton else {
             return;
         };
-        if packet.index > self.max_packet[packet.direction.index()] {
+        let side = packet.direction.index();
+        if packet.index > self.max_packet[side] {
             return;
         }
-        let hay = match self.scan_limit {
-            Some(limit) => &packet.payload[..packet.payload.len().min(limit)],
-            None => packet.payload,
+        let payload = packet.payload;
+        // (end, rule) of every match whose rule's constraints hold.
+        let mut found: Vec<(usize, usize)> = Vec::new();
+        let mut search = |input: aho_corasick::Input<'_>| {
+            // The iterator refuses anchored input; stepping by hand does
+            // not (anchored, it reports every pattern starting there).
+            let mut state = OverlappingState::start();
+            while automaton
+                .try_find_overlapping(input.clone(), &mut state)
+                .is_ok()
+                && let Some(m) = state.get_match()
+            {
+                let i = m.pattern().as_usize();
+                if self.rules[i].applies(packet, m.start(), m.end(), payload) {
+                    found.push((m.end(), i));
+                }
+            }
         };
-        // Rules are few; a small bitmap keeps each one to one match a packet.
-        let mut fired = [0u64; 4];
-        for m in automaton.find_overlapping_iter(hay) {
-            let i = m.pattern().as_usize();
-            let rule = &self.rules[i];
-            if i < 256 && fired[i / 64] & (1 << (i % 64)) != 0 {
-                continue;
+        let anchored = packet.index <= self.anchored_max_packet[side];
+        if anchored {
+            for &offset in &self.anchored_offsets {
+                if offset < payload.len() {
+                    search(
+                        aho_corasick::Input::new(payload)
+                            .anchored(Anchored::Yes)
+                            .range(offset..),
+                    );
+                }
             }
-            if !rule.applies(packet, m.start(), m.end(), hay) {
-                continue;
+        }
+        if self.has_unanchored && packet.index <= self.unanchored_max_packet[side] {
+            let hay = &payload[..self
+                .unanchored_limit
+                .map_or(payload.len(), |l| l.min(payload.len()))];
+            match &self.unanchored_finder {
+                Some(finder) => {
+                    let mut at = 0;
+                    while at < hay.len() {
+                        let Some(m) = finder.find_in(hay, aho_corasick::Span::from(at..hay.len()))
+                        else {
+                            break;
+                        };
+                        // Every pattern starting here, anchored rules' too
+                        // (their own constraints reject them).
+                        if !(anchored && self.anchored_offsets.contains(&m.start())) {
+                            search(
+                                aho_corasick::Input::new(hay)
+                                    .anchored(Anchored::Yes)
+                                    .range(m.start()..),
+                            );
+                        }
+                        at = m.start() + 1;
+                    }
+                }
+                None => search(aho_corasick::Input::new(hay)),
             }
-            if i < 256 {
-                fired[i / 64] |= 1 << (i % 64);
+        }
+        if found.is_empty() {
+            return;
+        }
+        found.sort_unstable();
+        let mut fired = Vec::with_capacity(found.len());
+        for (_, i) in found {
+            if !fired.contains(&i) {
+                fired.push(i);
+                on_match(i, &self.rules[i]);
             }
-            on_match(i, rule);
         }
     }
+}
+
+/// Bytes of each unanchored pattern the packed searcher looks for.
+const FINDER_PREFIX: usize = 4;
+
+/// A packed (SIMD) searcher for the first bytes of these rules' patterns,
+/// in every ASCII case for `nocase` rules; it finds where a match may
+/// start, and the automaton, anchored there, says which patterns match.
+/// `None` when the prefixes are too many for it.
+fn prefix_finder<'a>(
+    rules: impl Iterator<Item = &'a Rule>,
+) -> Option<aho_corasick::packed::Searcher> {
+    let mut prefixes: Vec<Vec<u8>> = Vec::new();
+    for r in rules {
+        let prefix = &r.pattern[..r.pattern.len().min(FINDER_PREFIX)];
+        let mut variants = vec![prefix.to_vec()];
+        if r.nocase {
+            for (i, b) in prefix.iter().enumerate() {
+                if b.is_ascii_alphabetic() {
+                    let flipped: Vec<Vec<u8>> = variants
+                        .iter()
+                        .map(|v| {
+                            let mut v = v.clone();
+                            v[i] ^= 0x20;
+                            v
+                        })
+                        .collect();
+                    variants.extend(flipped);
+                }
+            }
+        }
+        for v in variants {
+            if !prefixes.contains(&v) {
+                prefixes.push(v);
+            }
+        }
+    }
+    if prefixes.is_empty() || prefixes.len() > 64 {
+        return None;
+    }
+    aho_corasick::packed::Config::new()
+        .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
+        .builder()
+        .extend(&prefixes)
+        .build()
 }
 
 impl Rule {

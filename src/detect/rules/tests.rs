@@ -142,6 +142,53 @@ rules:
     assert!(m(b"hello", 1).is_empty(), "case-sensitive rules stay so");
 }
 
+/// The automaton is searched anchored where anchored rules start and, for
+/// the others, where a packed search finds their first bytes: every match
+/// must still be found, wherever and however it overlaps.
+#[test]
+fn finds_unanchored_matches_anywhere_and_overlapping() {
+    let text = r#"
+rules:
+  - id: t.anchored
+    protocol: bittorrent
+    pattern: 'GET /'
+    anchored: true
+    offset: 0
+    packets: 1
+    description: d
+  - id: t.header
+    protocol: gnutella
+    pattern: '\r\nX-Gnutella-'
+    nocase: true
+    packets: "1-2"
+    description: d
+  - id: t.inner
+    protocol: gnutella
+    pattern: 'X-Gnu'
+    packets: "1-2"
+    description: d
+  - id: t.short
+    protocol: edonkey
+    pattern: 'ab'
+    packets: "1-8"
+    description: d
+"#;
+    let set = load(text).unwrap();
+    let m = |p: &[u8], i| matches(&set, &view(p, Direction::Originator, i, Transport::Tcp));
+    let request = b"GET / HTTP/1.1\r\nHost: h\r\nx-gNUTELLA-Content: 1\r\n\r\n";
+    assert_eq!(m(request, 1), vec!["t.anchored", "t.header"]);
+    // Past the anchored rule's packet; an overlapping, case-sensitive
+    // pattern inside the case-insensitive one.
+    let request = b"HEAD / HTTP/1.1\r\nX-Gnutella-Content: 1\r\n";
+    assert_eq!(m(request, 2), vec!["t.inner", "t.header"]);
+    // At offset 0, after every other rule's packets; in a long payload.
+    assert_eq!(m(b"ab", 5), vec!["t.short"]);
+    let mut long = vec![0x17u8; 3000];
+    long[2990..2992].copy_from_slice(b"ab");
+    assert_eq!(m(&long, 7), vec!["t.short"]);
+    assert!(m(&vec![0x61u8; 2000], 1).is_empty());
+}
+
 #[test]
 fn reports_errors_with_file_line_and_column() {
     let e =

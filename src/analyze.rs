@@ -8,14 +8,15 @@
 
 use std::io;
 use std::path::PathBuf;
-
-use crate::capture::CaptureFile;
-use crate::detect::DetectConfig;
-use crate::flow::FlowConfig;
 use std::sync::Arc;
 
+use crate::capture::CaptureFile;
+use crate::decode::LinkType;
+use crate::detect::DetectConfig;
+use crate::flow::FlowConfig;
 use crate::output::{FlowSink, InputReport, P2pPcapWriter, RunStats};
-use crate::pipeline::{Event, PacketOutcome, Pipeline};
+use crate::pipeline::parallel::{self, EngineOptions, Frame, Next, Source};
+use crate::pipeline::{Event, PacketOutcome, PipelineStats};
 use crate::policy::Policy;
 use crate::timestamp::Duration;
 
@@ -24,6 +25,8 @@ use crate::timestamp::Duration;
 pub struct AnalyzeOptions {
     /// Capture files, `-` for standard input.
     pub inputs: Vec<String>,
+    /// Threads (the reading one included); the output is the same for any.
+    pub threads: usize,
     /// Flow table limits.
     pub flows: FlowConfig,
     /// Rules.
@@ -63,6 +66,150 @@ pub struct ProgressInfo {
     pub packets: u64,
 }
 
+/// The inputs one after the other, each problem recorded in its report.
+struct Inputs<'a> {
+    names: std::slice::Iter<'a, String>,
+    current: Option<(CaptureFile, LinkType)>,
+    reports: Vec<InputReport>,
+    info: ProgressInfo,
+    progress: &'a mut dyn FnMut(ProgressInfo),
+    /// The first input's link type, for the `-w` file.
+    first_link: Option<LinkType>,
+}
+
+impl Inputs<'_> {
+    /// Opens the next input that opens; false when there is none.
+    fn open_next(&mut self) -> bool {
+        for name in self.names.by_ref() {
+            let mut report = InputReport {
+                name: name.clone(),
+                link_type: None,
+                packets: 0,
+                error: None,
+            };
+            match CaptureFile::open(name) {
+                Ok(c) => {
+                    let link = c.link_type();
+                    report.link_type = Some(link.name());
+                    if !link.is_supported() {
+                        report.error = Some(format!(
+                            "{name}: link type {} is not supported (supported: Ethernet, Linux cooked v1/v2, raw IP, BSD loopback); its packets are counted as skipped",
+                            link.0
+                        ));
+                    }
+                    self.first_link.get_or_insert(link);
+                    self.reports.push(report);
+                    self.current = Some((c, link));
+                    return true;
+                }
+                Err(e) => {
+                    report.error = Some(e.to_string());
+                    self.reports.push(report);
+                }
+            }
+        }
+        false
+    }
+
+    fn close_current(&mut self, error: Option<String>) {
+        if let (Some((c, _)), Some(report)) = (self.current.take(), self.reports.last_mut()) {
+            report.packets = c.packets();
+            if error.is_some() {
+                report.error = error;
+            }
+        }
+    }
+}
+
+impl Source for Inputs<'_> {
+    fn next(&mut self, give: &mut dyn FnMut(Frame<'_>)) -> Next {
+        loop {
+            if self.current.is_none() && !self.open_next() {
+                (self.progress)(self.info);
+                return Next::End;
+            }
+            let Some((capture, link)) = self.current.as_mut() else {
+                continue;
+            };
+            let error = match capture.next_frame() {
+                Ok(Some(frame)) => {
+                    give(Frame {
+                        ts: frame.ts,
+                        link: *link,
+                        data: frame.data,
+                        wire_len: frame.wire_len,
+                    });
+                    self.info.packets += 1;
+                    self.info.bytes += frame.data.len() as u64 + 16;
+                    if self.info.packets.is_multiple_of(4096) {
+                        (self.progress)(self.info);
+                    }
+                    return Next::Frame;
+                }
+                Ok(None) => None,
+                Err(e) => Some(e.to_string()),
+            };
+            // This input is over, cleanly or not; on to the next.
+            self.close_current(error);
+        }
+    }
+}
+
+/// Turns the engine's results into the report, the counters and the `-w`
+/// file.
+struct Collect<'a> {
+    sink: &'a mut dyn FlowSink,
+    stats: RunStats,
+    writer: Option<P2pPcapWriter>,
+    out_error: Option<io::Error>,
+}
+
+impl parallel::Sink for Collect<'_> {
+    fn event(&mut self, event: Event) {
+        let written = match event {
+            Event::FlowEnded(record) => {
+                self.stats.count(&record);
+                if let Some(w) = self.writer.as_mut() {
+                    w.flow_ended(record.id, record.is_p2p());
+                }
+                self.sink.flow(&record)
+            }
+            Event::Verdict(v) => self.sink.verdict(&v),
+        };
+        if let (None, Err(e)) = (&self.out_error, written) {
+            self.out_error = Some(e);
+        }
+    }
+
+    fn wants_packets(&self) -> bool {
+        self.writer.is_some()
+    }
+
+    fn packet(&mut self, frame: Frame<'_>, outcome: PacketOutcome) {
+        if let (Some(w), PacketOutcome::Tracked { flow, status, .. }) =
+            (self.writer.as_mut(), outcome)
+        {
+            w.packet(
+                flow,
+                status,
+                frame.link,
+                frame.ts,
+                frame.data,
+                frame.wire_len,
+            );
+        }
+    }
+
+    fn chunk_done(&mut self, _stats: &dyn Fn() -> PipelineStats) -> parallel::Control {
+        // A closed output (e.g. `| head`) ends the run.
+        if self.out_error.is_some() {
+            parallel::Control::Stop
+        } else {
+            parallel::Control::Continue
+        }
+    }
+}
+
 /// Runs the analysis, sending each flow to `sink` as it ends, and returns
 /// the counters (also given to `sink.finish`). `progress` is called every
 /// few thousand packets.
@@ -71,112 +218,61 @@ pub fn analyze(
     sink: &mut dyn FlowSink,
     progress: &mut dyn FnMut(ProgressInfo),
 ) -> Result<RunStats, AnalyzeError> {
-    let mut pipeline = Pipeline::new(options.flows.clone(), options.detect.clone());
-    pipeline.set_policy(options.policy.clone());
-    let mut stats = RunStats::default();
-    let mut writer: Option<P2pPcapWriter> = None;
-    let mut out_error: Option<io::Error> = None;
-    let mut info = ProgressInfo::default();
     let pcap_error = |path: &PathBuf, e: pcap::Error| AnalyzeError::Pcap {
         path: path.clone(),
         message: e.to_string(),
     };
-
-    let mut on_event = |event: Event,
-                        stats: &mut RunStats,
-                        writer: &mut Option<P2pPcapWriter>,
-                        out_error: &mut Option<io::Error>| {
-        let written = match event {
-            Event::FlowEnded(record) => {
-                stats.count(&record);
-                if let Some(w) = writer.as_mut() {
-                    w.flow_ended(record.id, record.is_p2p());
-                }
-                sink.flow(&record)
-            }
-            Event::Verdict(v) => sink.verdict(&v),
-        };
-        if let (None, Err(e)) = (&out_error, written) {
-            *out_error = Some(e);
-        }
+    let mut inputs = Inputs {
+        names: options.inputs.iter(),
+        current: None,
+        reports: Vec::new(),
+        info: ProgressInfo::default(),
+        progress,
+        first_link: None,
     };
-
-    'inputs: for name in &options.inputs {
-        let mut report = InputReport {
-            name: name.clone(),
-            link_type: None,
-            packets: 0,
-            error: None,
-        };
-        let mut capture = match CaptureFile::open(name) {
-            Ok(c) => c,
-            Err(e) => {
-                report.error = Some(e.to_string());
-                stats.inputs.push(report);
-                continue;
+    // The `-w` file takes the first input's link type, so open it first.
+    let writer = match &options.pcap_out {
+        Some(path) => {
+            let mut link = None;
+            if inputs.open_next() {
+                link = inputs.first_link;
             }
-        };
-        let link = capture.link_type();
-        report.link_type = Some(link.name());
-        if !link.is_supported() {
-            report.error = Some(format!(
-                "{name}: link type {} is not supported (supported: Ethernet, Linux cooked v1/v2, raw IP, BSD loopback); its packets are counted as skipped",
-                link.0
-            ));
-        }
-        if let (Some(path), None) = (&options.pcap_out, &writer) {
-            let w = P2pPcapWriter::create(
-                path,
-                link,
-                options.pcap_queue_bytes,
-                options.pcap_queue_wait,
+            let link = link.unwrap_or(LinkType::ETHERNET);
+            Some(
+                P2pPcapWriter::create(
+                    path,
+                    link,
+                    options.pcap_queue_bytes,
+                    options.pcap_queue_wait,
+                )
+                .map_err(|e| pcap_error(path, e))?,
             )
-            .map_err(|e| pcap_error(path, e))?;
-            writer = Some(w);
         }
-        loop {
-            let frame = match capture.next_frame() {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(e) => {
-                    report.error = Some(e.to_string());
-                    break;
-                }
-            };
-            let outcome = pipeline.process(frame.ts, link, frame.data, frame.wire_len, &mut |r| {
-                on_event(r, &mut stats, &mut writer, &mut out_error)
-            });
-            if let (Some(w), PacketOutcome::Tracked { flow, status, .. }) =
-                (writer.as_mut(), outcome)
-            {
-                w.packet(flow, status, link, frame.ts, frame.data, frame.wire_len);
-            }
-            info.packets += 1;
-            info.bytes += frame.data.len() as u64 + 16;
-            if info.packets % 4096 == 0 {
-                progress(info);
-            }
-            if out_error.is_some() {
-                report.packets = capture.packets();
-                stats.inputs.push(report);
-                break 'inputs;
-            }
-        }
-        report.packets = capture.packets();
-        stats.inputs.push(report);
-    }
-    if let Some(e) = out_error.take() {
+        None => None,
+    };
+    let mut collect = Collect {
+        sink,
+        stats: RunStats::default(),
+        writer,
+        out_error: None,
+    };
+    let engine = EngineOptions {
+        threads: options.threads,
+        flows: options.flows.clone(),
+        detect: options.detect.clone(),
+        policy: options.policy.clone(),
+    };
+    let pipeline = parallel::run(&engine, &mut inputs, &mut collect);
+    inputs.close_current(None);
+    if let Some(e) = collect.out_error.take() {
         return Err(AnalyzeError::Output(e));
     }
-    pipeline.finish(&mut |r| on_event(r, &mut stats, &mut writer, &mut out_error));
-    if let Some(e) = out_error {
-        return Err(AnalyzeError::Output(e));
-    }
-    progress(info);
-    if let (Some(w), Some(path)) = (writer.as_mut(), &options.pcap_out) {
+    let mut stats = collect.stats;
+    stats.inputs = std::mem::take(&mut inputs.reports);
+    if let (Some(w), Some(path)) = (collect.writer.as_mut(), &options.pcap_out) {
         stats.pcap = Some(w.finish().map_err(|e| pcap_error(path, e))?);
     }
-    stats.pipeline = pipeline.stats();
-    sink.finish(&stats)?;
+    stats.pipeline = pipeline;
+    collect.sink.finish(&stats)?;
     Ok(stats)
 }

@@ -64,6 +64,11 @@ impl Duration {
         Duration(secs * 1_000_000_000)
     }
 
+    /// Whole milliseconds.
+    pub const fn from_millis(millis: u64) -> Duration {
+        Duration(millis * 1_000_000)
+    }
+
     /// Seconds as a float, for rates.
     pub fn as_secs_f64(self) -> f64 {
         self.0 as f64 / 1e9

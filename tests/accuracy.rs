@@ -96,6 +96,7 @@ impl FlowSink for Collect {
 fn run(path: &Path) -> Vec<FlowRecord> {
     let options = AnalyzeOptions {
         inputs: vec![path.to_string_lossy().into_owned()],
+        threads: 1,
         flows: FlowConfig::default(),
         detect: DetectConfig::new(RuleSet::load_with(builtin_sources(), &[]).unwrap()),
         pcap_out: None,

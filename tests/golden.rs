@@ -20,6 +20,7 @@ fn root() -> PathBuf {
 fn jsonl(capture: &str) -> String {
     let options = AnalyzeOptions {
         inputs: vec![capture.to_string()],
+        threads: 2,
         flows: FlowConfig::default(),
         detect: DetectConfig::new(RuleSet::load_with(builtin_sources(), &[]).unwrap()),
         pcap_out: None,

@@ -137,6 +137,12 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub top: usize,
 
+    /// Threads to use, the one reading the input included (default: one
+    /// per CPU). Flows are split between threads by their endpoints; the
+    /// report is the same for any number.
+    #[arg(short = 't', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub threads: Option<u16>,
+
     /// Rules, flow table and endpoint cache.
     #[command(flatten)]
     pub detect: DetectArgs,

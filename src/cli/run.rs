@@ -150,6 +150,14 @@ pub fn nfqueue_command(args: NfqueueArgs) -> Result<bool, Failure> {
     Ok(true)
 }
 
+/// `--threads`, or one thread per CPU.
+fn threads(given: Option<u16>) -> usize {
+    given.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get().min(64)),
+        usize::from,
+    )
+}
+
 /// `p2pguard analyze`. Returns whether every input was read cleanly.
 pub fn analyze_command(args: AnalyzeArgs) -> Result<bool, Failure> {
     let (flows, detect) = detect_config(&args.detect)?;
@@ -167,6 +175,7 @@ pub fn analyze_command(args: AnalyzeArgs) -> Result<bool, Failure> {
     }
     let options = AnalyzeOptions {
         inputs: args.inputs.clone(),
+        threads: threads(args.threads),
         flows,
         detect,
         pcap_out: args.write_p2p.clone(),

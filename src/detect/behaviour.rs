@@ -173,7 +173,7 @@ struct Listener {
 /// Counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BehaviourStats {
-    /// Flows named from behaviour.
+    /// Flows named from behaviour (counted by the pipeline).
     pub named: u64,
     /// Hosts tracked now.
     pub hosts: u64,
@@ -200,7 +200,6 @@ pub struct Behaviour {
     config: BehaviourConfig,
     hosts: BoundedMap<IpAddr, Host>,
     listeners: BoundedMap<Endpoint, Listener>,
-    named: u64,
 }
 
 impl Behaviour {
@@ -210,14 +209,13 @@ impl Behaviour {
             hosts: BoundedMap::new(config.max_hosts),
             listeners: BoundedMap::new(config.max_endpoints),
             config,
-            named: 0,
         }
     }
 
     /// Counters.
     pub fn stats(&self) -> BehaviourStats {
         BehaviourStats {
-            named: self.named,
+            named: 0,
             hosts: self.hosts.len() as u64,
             endpoints: self.listeners.len() as u64,
         }
@@ -244,30 +242,10 @@ impl Behaviour {
             return;
         }
         let window = self.config.window;
-        let mut note = |listener: Endpoint, peer: Endpoint| {
-            if is_service_port(listener.port()) {
-                return;
+        for (listener, peer) in listeners(f) {
+            if let Some(l) = self.listeners.write(listener, Listener::default) {
+                l.note(f.transport, peer, now, window);
             }
-            let Some(l) = self.listeners.write(listener, Listener::default) else {
-                return;
-            };
-            if now.since(l.since) > window {
-                *l = Listener {
-                    since: now,
-                    ..Listener::default()
-                };
-            }
-            match f.transport {
-                Transport::Tcp => l.tcp = true,
-                Transport::Udp => l.udp = true,
-            }
-            l.peer_ips.insert(fingerprint(peer.ip()));
-            l.peer_ports.insert(u32::from(peer.port()));
-        };
-        note(f.responder, f.originator);
-        // P2P UDP sockets listen on both sides.
-        if f.transport == Transport::Udp {
-            note(f.originator, f.responder);
         }
     }
 
@@ -282,30 +260,27 @@ impl Behaviour {
     /// A flow ended: an outgoing TCP attempt of a confirmed host counts for
     /// its fan-out.
     pub fn flow_ended(&mut self, f: &FlowFacts, now: Timestamp) {
-        if f.transport != Transport::Tcp
-            || is_service_port(f.responder.port())
-            || self.confirmed(f.originator.ip(), now).is_none()
-        {
+        if !counts_for_fanout(f) || self.confirmed(f.originator.ip(), now).is_none() {
             return;
         }
         let window = self.config.window;
-        let Some(h) = self.hosts.write(f.originator.ip(), || Host::new(now)) else {
-            return;
-        };
-        if now.since(h.since) > window {
-            *h = Host {
-                p2p: h.p2p,
-                ..Host::new(now)
-            };
+        if let Some(h) = self.hosts.write(f.originator.ip(), || Host::new(now)) {
+            h.attempt(f, now, window);
         }
-        h.attempts = h.attempts.saturating_add(1);
-        h.failed = h.failed.saturating_add(u16::from(f.failed));
-        h.peers.insert(fingerprint(f.responder.ip()));
     }
 
     /// The protocol and signals that name a flow from behaviour, if they
-    /// do (see the module documentation).
-    pub fn judge(&mut self, f: &FlowFacts, now: Timestamp) -> Option<(Protocol, Vec<Signal>)> {
+    /// do (see the module documentation). The flow itself counts as if
+    /// [`Behaviour::flow_started`] (and, `at_end`, [`Behaviour::flow_ended`])
+    /// had been given it already: this only reads, so that threads can judge
+    /// their flows at once while what flows teach is applied in a fixed
+    /// order later.
+    pub fn judge(
+        &self,
+        f: &FlowFacts,
+        now: Timestamp,
+        at_end: bool,
+    ) -> Option<(Protocol, Vec<Signal>)> {
         if is_service_port(f.originator.port())
             || is_service_port(f.responder.port())
             || !is_unicast(f.responder.ip())
@@ -316,43 +291,77 @@ impl Behaviour {
             .into_iter()
             .find_map(|ip| self.confirmed(ip, now).map(|p| (ip, p)))?;
         let mut signals = vec![Signal::P2pHost];
-        let mut listeners = vec![f.responder];
-        if f.transport == Transport::Udp {
-            listeners.push(f.originator);
-        }
         let window = self.config.window;
-        let fresh = |l: &&Listener| now.since(l.since) <= window;
-        let seen: Vec<Listener> = listeners
-            .iter()
-            .filter_map(|e| self.listeners.get(e))
-            .filter(fresh)
-            .copied()
-            .collect();
-        if seen.iter().any(|l| l.tcp && l.udp) {
+        let mut seen = [None; 2];
+        for (slot, (listener, peer)) in seen.iter_mut().zip(listeners(f)) {
+            let mut l = self.listeners.get(&listener).copied().unwrap_or_default();
+            l.note(f.transport, peer, now, window);
+            *slot = Some(l);
+        }
+        let seen = seen.iter().flatten();
+        if seen.clone().any(|l| l.tcp && l.udp) {
             signals.push(Signal::TcpAndUdp);
         }
         let min = self.config.min_peers;
         if seen
-            .iter()
+            .clone()
             .any(|l| l.peer_ips.len() >= min && l.peer_ips.len().abs_diff(l.peer_ports.len()) <= 2)
         {
             signals.push(Signal::PeerRatio);
         }
         // Only the host's own TCP attempts count, as the fan-out does.
-        if let Some(h) = self.hosts.get(&host)
-            && f.transport == Transport::Tcp
-            && host == f.originator.ip()
-            && h.peers.len() as u16 >= self.config.min_fanout
-            && u32::from(h.failed) * 100
-                >= u32::from(self.config.min_failed_percent) * u32::from(h.attempts)
-        {
-            signals.push(Signal::FailedFanout);
+        if f.transport == Transport::Tcp && host == f.originator.ip() {
+            let mut h = self.hosts.get(&host).copied().unwrap_or(Host::new(now));
+            if at_end && counts_for_fanout(f) {
+                h.attempt(f, now, window);
+            }
+            if h.peers.len() as u16 >= self.config.min_fanout
+                && u32::from(h.failed) * 100
+                    >= u32::from(self.config.min_failed_percent) * u32::from(h.attempts)
+            {
+                signals.push(Signal::FailedFanout);
+            }
         }
         if signals.len() < 2 {
             return None;
         }
-        self.named += 1;
         Some((protocol, signals))
+    }
+}
+
+/// The listening endpoints of a flow, each with its peer: the responder;
+/// for UDP also the originator (P2P UDP sockets listen on both sides).
+/// Service ports are never listeners of interest.
+fn listeners(f: &FlowFacts) -> impl Iterator<Item = (Endpoint, Endpoint)> {
+    let udp = f.transport == Transport::Udp;
+    [
+        Some((f.responder, f.originator)),
+        udp.then_some((f.originator, f.responder)),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|(l, _)| !is_service_port(l.port()))
+}
+
+/// Outgoing TCP attempts to unprivileged ports make a host's fan-out.
+fn counts_for_fanout(f: &FlowFacts) -> bool {
+    f.transport == Transport::Tcp && !is_service_port(f.responder.port())
+}
+
+impl Listener {
+    fn note(&mut self, transport: Transport, peer: Endpoint, now: Timestamp, window: Duration) {
+        if now.since(self.since) > window {
+            *self = Listener {
+                since: now,
+                ..Listener::default()
+            };
+        }
+        match transport {
+            Transport::Tcp => self.tcp = true,
+            Transport::Udp => self.udp = true,
+        }
+        self.peer_ips.insert(fingerprint(peer.ip()));
+        self.peer_ports.insert(u32::from(peer.port()));
     }
 }
 
@@ -372,6 +381,18 @@ impl Host {
             failed: 0,
             peers: SmallSet::default(),
         }
+    }
+
+    fn attempt(&mut self, f: &FlowFacts, now: Timestamp, window: Duration) {
+        if now.since(self.since) > window {
+            *self = Host {
+                p2p: self.p2p,
+                ..Host::new(now)
+            };
+        }
+        self.attempts = self.attempts.saturating_add(1);
+        self.failed = self.failed.saturating_add(u16::from(f.failed));
+        self.peers.insert(fingerprint(f.responder.ip()));
     }
 }
 
@@ -403,21 +424,30 @@ mod tests {
         let udp = flow(Transport::Udp, "10.0.0.1:6881", "10.0.0.5:51413", false);
         b.flow_started(&tcp, T0);
         b.flow_started(&udp, T0);
-        assert_eq!(b.judge(&tcp, T0), None, "no confirmed host");
+        assert_eq!(b.judge(&tcp, T0, false), None, "no confirmed host");
         assert_eq!(b.stats().endpoints, 0, "no state for unconfirmed hosts");
         b.confirm_host("10.0.0.1".parse().unwrap(), Protocol::Bittorrent, T0);
-        assert_eq!(b.judge(&tcp, T0), None, "no signal yet");
+        assert_eq!(b.judge(&tcp, T0, false), None, "no signal yet");
+        // The flow judged counts itself: the UDP flow, not yet started,
+        // makes the endpoint's TCP and UDP.
         b.flow_started(&tcp, T0);
+        assert_eq!(
+            b.judge(&udp, T0, false).map(|(_, s)| s),
+            Some(vec![Signal::P2pHost, Signal::TcpAndUdp])
+        );
         b.flow_started(&udp, T0);
-        let (p, signals) = b.judge(&tcp, T0).unwrap();
+        let (p, signals) = b.judge(&tcp, T0, false).unwrap();
         assert_eq!(p, Protocol::Bittorrent);
         assert_eq!(signals, vec![Signal::P2pHost, Signal::TcpAndUdp]);
         // A flow of the confirmed host with no other signal stays unnamed.
         let other = flow(Transport::Tcp, "10.0.0.1:40001", "10.0.0.9:7000", false);
         b.flow_started(&other, T0);
-        assert_eq!(b.judge(&other, T0), None);
+        assert_eq!(b.judge(&other, T0, false), None);
         // Confirmation expires with the window.
-        assert_eq!(b.judge(&tcp, T0.plus(Duration::from_secs(601))), None);
+        assert_eq!(
+            b.judge(&tcp, T0.plus(Duration::from_secs(601)), false),
+            None
+        );
     }
 
     #[test]
@@ -433,8 +463,8 @@ mod tests {
             let udp = flow(Transport::Udp, o, r, false);
             b.flow_started(&tcp, T0);
             b.flow_started(&udp, T0);
-            assert_eq!(b.judge(&tcp, T0), None, "{r}");
-            assert_eq!(b.judge(&udp, T0), None, "{r}");
+            assert_eq!(b.judge(&tcp, T0, false), None, "{r}");
+            assert_eq!(b.judge(&udp, T0, false), None, "{r}");
         }
     }
 
@@ -456,7 +486,7 @@ mod tests {
         }
         let f = flow(Transport::Tcp, "10.0.1.1:40001", "10.0.0.9:6346", false);
         assert_eq!(
-            b.judge(&f, T0).map(|(_, s)| s),
+            b.judge(&f, T0, false).map(|(_, s)| s),
             Some(vec![Signal::P2pHost, Signal::PeerRatio])
         );
         // A server: two clients, many connections each.
@@ -472,7 +502,7 @@ mod tests {
             );
         }
         let f = flow(Transport::Tcp, "10.0.2.0:50000", "10.0.0.9:8000", false);
-        assert_eq!(b.judge(&f, T0), None);
+        assert_eq!(b.judge(&f, T0, false), None);
     }
 
     #[test]
@@ -492,7 +522,7 @@ mod tests {
         }
         let attempt = flow(Transport::Tcp, "10.0.0.1:40100", "10.9.1.1:30000", true);
         assert_eq!(
-            b.judge(&attempt, T0).map(|(_, s)| s),
+            b.judge(&attempt, T0, false).map(|(_, s)| s),
             Some(vec![Signal::P2pHost, Signal::FailedFanout])
         );
     }

@@ -126,8 +126,29 @@ pub struct CacheStats {
     pub hits: u64,
     /// Entries dropped because the cache was full.
     pub evicted: u64,
-    /// Entries dropped because they expired.
+    /// Look-ups that found an entry past its time.
     pub expired: u64,
+}
+
+/// The outcome of [`EndpointCache::lookup`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// A live entry for the transport.
+    Hit(Protocol),
+    /// An entry whose time is up.
+    Expired,
+    /// Nothing for this endpoint and transport.
+    Miss,
+}
+
+impl Lookup {
+    /// The protocol of a hit.
+    pub fn hit(self) -> Option<Protocol> {
+        match self {
+            Lookup::Hit(p) => Some(p),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -164,25 +185,20 @@ impl EndpointCache {
         }
     }
 
-    /// The protocol of a live entry for `endpoint` over `transport`, counted
-    /// as a hit.
-    pub fn lookup(
-        &mut self,
-        endpoint: Endpoint,
-        transport: Transport,
-        now: Timestamp,
-    ) -> Option<Protocol> {
-        let entry = *self.entries.get(&endpoint)?;
+    /// What the cache holds for `endpoint` over `transport` at `now`. It
+    /// changes nothing (threads look up concurrently); the caller counts
+    /// hits and expired entries, which stay until replaced or evicted.
+    pub fn lookup(&self, endpoint: Endpoint, transport: Transport, now: Timestamp) -> Lookup {
+        let Some(entry) = self.entries.get(&endpoint) else {
+            return Lookup::Miss;
+        };
         if entry.expires < now {
-            self.entries.remove(&endpoint);
-            self.stats.expired += 1;
-            return None;
+            Lookup::Expired
+        } else if entry.transports.has(transport) {
+            Lookup::Hit(entry.protocol)
+        } else {
+            Lookup::Miss
         }
-        if !entry.transports.has(transport) {
-            return None;
-        }
-        self.stats.hits += 1;
-        Some(entry.protocol)
     }
 
     /// Admits an endpoint seen carrying `protocol` with structural evidence.
@@ -281,35 +297,32 @@ mod tests {
         );
         assert_eq!(
             c.lookup(ep("100.64.0.1:51413"), Transport::Tcp, t(10)),
-            Some(Protocol::Bittorrent)
+            Lookup::Hit(Protocol::Bittorrent)
         );
         assert_eq!(
             c.lookup(ep("100.64.0.1:51413"), Transport::Udp, t(10)),
-            Some(Protocol::Bittorrent)
+            Lookup::Hit(Protocol::Bittorrent)
         );
         assert_eq!(
             c.lookup(ep("100.64.0.2:6881"), Transport::Tcp, t(10)),
-            None,
+            Lookup::Miss,
             "UDP only"
         );
         assert_eq!(
             c.lookup(ep("100.64.0.1:51414"), Transport::Tcp, t(10)),
-            None
+            Lookup::Miss
         );
         assert_eq!(
             c.lookup(ep("100.64.0.1:51413"), Transport::Tcp, t(1801)),
-            None,
+            Lookup::Expired,
             "learnt entries expire"
         );
         assert_eq!(
             c.lookup(ep("100.64.0.2:6881"), Transport::Udp, t(3600)),
-            Some(Protocol::Bittorrent)
+            Lookup::Hit(Protocol::Bittorrent)
         );
         let s = c.stats();
-        assert_eq!(
-            (s.hits, s.learnt, s.confirmed, s.expired, s.size),
-            (3, 1, 1, 1, 1)
-        );
+        assert_eq!((s.learnt, s.confirmed, s.size), (1, 1, 2));
     }
 
     #[test]
@@ -335,7 +348,7 @@ mod tests {
                 },
                 t(0),
             );
-            assert_eq!(c.lookup(ep(e), Transport::Tcp, t(1)), None, "{e}");
+            assert_eq!(c.lookup(ep(e), Transport::Tcp, t(1)), Lookup::Miss, "{e}");
         }
         assert_eq!(c.stats().refused, 18);
         assert_eq!(c.stats().size, 0);
@@ -374,14 +387,17 @@ mod tests {
         );
         assert!(
             c.lookup(ep("10.0.0.1:2000"), Transport::Tcp, t(4))
+                .hit()
                 .is_some()
         );
         assert!(
             c.lookup(ep("10.0.0.2:2000"), Transport::Tcp, t(4))
+                .hit()
                 .is_none()
         );
         assert!(
             c.lookup(ep("10.0.0.3:2000"), Transport::Tcp, t(4))
+                .hit()
                 .is_some()
         );
         assert_eq!(c.stats().evicted, 1);

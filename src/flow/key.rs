@@ -91,6 +91,25 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
+    /// A hash of the key that is the same for both directions and on every
+    /// run and machine (unlike the flow table's seeded one): it decides
+    /// which shard, and so which thread, owns a flow.
+    pub fn stable_hash(&self) -> u64 {
+        let mut h = self.transport as u64;
+        for ep in [self.lo, self.hi] {
+            let a = u128::from_be_bytes(ep.addr);
+            for w in [a as u64, (a >> 64) as u64, u64::from(ep.port)] {
+                h = (h.rotate_left(5) ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
+            }
+        }
+        // MurmurHash3's finaliser, so every bit of the key reaches the top.
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+
     /// The key for a packet from `src` to `dst`, and whether `src` is the
     /// lower endpoint.
     pub fn new(transport: Transport, src: Endpoint, dst: Endpoint) -> (FlowKey, bool) {

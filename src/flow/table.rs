@@ -2,6 +2,11 @@
 //! timeouts measured in packet time, by TCP teardown, or by eviction when the
 //! table is full.
 //!
+//! A flow idle for longer than its timeout ends when its next packet comes
+//! (which then opens a new flow) or at the owner's next call to
+//! [`FlowTable::expire`], whichever is first; so when expiry runs changes
+//! only when a record is reported, never what it holds.
+//!
 //! Flows live in a slab. Each flow sits in one of four lists, one per timeout
 //! class (TCP opening, TCP established, TCP closing, UDP), kept in order of
 //! last activity; so the next flow to time out is always at the head of one
@@ -117,7 +122,8 @@ impl TcpSeen {
 pub struct Flow<T> {
     /// The key (endpoints unordered).
     pub key: FlowKey,
-    /// A number unique within the run, in order of creation.
+    /// A number unique within the run, given by the owner (p2pguard: the
+    /// input position of the flow's first packet).
     pub id: u64,
     /// The originator is `key.lo` (else `key.hi`).
     originator_is_lo: bool,
@@ -206,12 +212,55 @@ struct List {
     tail: u32,
 }
 
-#[derive(Debug)]
-struct Node<T> {
-    flow: Flow<T>,
+/// A flow's place in its timeout list. Links live apart from the flows, in
+/// one compact array, so that moving a flow to the back of its list touches
+/// a few bytes of its neighbours rather than their whole (large) flows.
+#[derive(Clone, Copy, Debug)]
+struct Link {
     prev: u32,
     next: u32,
     class: Class,
+}
+
+const UNLINKED: Link = Link {
+    prev: NONE,
+    next: NONE,
+    class: Class::Udp,
+};
+
+/// Flows live in pages of this many slots, allocated as the table grows
+/// and kept for reuse: growing never copies the flows already held, and a
+/// table costs at most one partly used page beyond its flows.
+const PAGE: usize = 256;
+
+/// The slab of flows, in pages.
+#[derive(Debug)]
+struct Slab<T> {
+    pages: Vec<Box<[Option<Flow<T>>]>>,
+    len: usize,
+}
+
+impl<T> Slab<T> {
+    fn get(&self, i: u32) -> &Option<Flow<T>> {
+        let i = i as usize;
+        &self.pages[i / PAGE][i % PAGE]
+    }
+
+    fn get_mut(&mut self, i: u32) -> &mut Option<Flow<T>> {
+        let i = i as usize;
+        &mut self.pages[i / PAGE][i % PAGE]
+    }
+
+    /// A new slot at the end.
+    fn push(&mut self, flow: Flow<T>) -> u32 {
+        if self.len == self.pages.len() * PAGE {
+            self.pages.push((0..PAGE).map(|_| None).collect());
+        }
+        let i = self.len as u32;
+        self.len += 1;
+        *self.get_mut(i) = Some(flow);
+        i
+    }
 }
 
 /// The flow table; see the module documentation.
@@ -222,10 +271,10 @@ pub struct FlowTable<T> {
     /// lives in the node only, which keeps an index entry at 4 bytes).
     index: HashTable<u32>,
     hasher: DefaultHashBuilder,
-    nodes: Vec<Option<Node<T>>>,
+    nodes: Slab<T>,
+    links: Vec<Link>,
     free: Vec<u32>,
     lists: [List; 4],
-    next_id: u64,
     stats: FlowTableStats,
 }
 
@@ -236,13 +285,16 @@ impl<T: Default> FlowTable<T> {
             config,
             index: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
-            nodes: Vec::new(),
+            nodes: Slab {
+                pages: Vec::new(),
+                len: 0,
+            },
+            links: Vec::new(),
             free: Vec::new(),
             lists: [List {
                 head: NONE,
                 tail: NONE,
             }; 4],
-            next_id: 0,
             stats: FlowTableStats::default(),
         }
     }
@@ -269,23 +321,25 @@ impl<T: Default> FlowTable<T> {
 
     /// The flow behind a handle.
     pub fn get(&self, r: FlowRef) -> &Flow<T> {
-        &self.node(r.0).flow
+        self.node(r.0)
     }
 
     /// The flow behind a handle, mutably.
     pub fn get_mut(&mut self, r: FlowRef) -> &mut Flow<T> {
-        &mut self.node_mut(r.0).flow
+        self.node_mut(r.0)
     }
 
-    /// Finds or creates the flow of `packet`, counts the packet on it and
-    /// updates its TCP state and timeout class. Flows that must end first
-    /// (a closed TCP flow whose key a new SYN reuses, or the longest-idle flow
-    /// when the table is full) are passed to `ended`.
+    /// Finds or creates (with id `id`) the flow of `packet`, counts the
+    /// packet on it and updates its TCP state and timeout class. Flows that
+    /// must end first (the packet's own flow if it was idle for longer than
+    /// its timeout, a closed TCP flow whose key a new SYN reuses, or the
+    /// longest-idle flow when the table is full) are passed to `ended`.
     pub fn track(
         &mut self,
         packet: &Packet<'_>,
         wire_len: u32,
         ts: Timestamp,
+        id: u64,
         ended: &mut impl FnMut(Flow<T>, EndReason),
     ) -> Tracked {
         let src = Endpoint::new(packet.src, packet.src_port);
@@ -299,14 +353,17 @@ impl<T: Default> FlowTable<T> {
         let mut existing = self
             .index
             .find(hash, |i| {
-                nodes[*i as usize]
-                    .as_ref()
-                    .is_some_and(|n| n.flow.key == key)
+                nodes.get(*i).as_ref().is_some_and(|f| f.key == key)
             })
             .copied();
         if let Some(i) = existing {
-            let node = self.node(i);
-            if opening_syn && node.class == Class::TcpClosing {
+            let class = self.links[i as usize].class;
+            if ts.since(self.node(i).last_seen) > self.timeout(class) {
+                let flow = self.remove(i);
+                self.stats.timed_out += 1;
+                ended(flow, EndReason::IdleTimeout);
+                existing = None;
+            } else if opening_syn && class == Class::TcpClosing {
                 let flow = self.remove(i);
                 self.stats.reused += 1;
                 ended(flow, EndReason::Reused);
@@ -327,17 +384,16 @@ impl<T: Default> FlowTable<T> {
                 // means the capture missed the SYN, so its receiver began.
                 let syn_ack = flags.has(TcpFlags::SYN | TcpFlags::ACK);
                 let originator_is_lo = src_is_lo != syn_ack;
-                (self.insert(key, hash, originator_is_lo, ts), true)
+                (self.insert(key, hash, originator_is_lo, ts, id), true)
             }
         };
 
-        let node = self.node_mut(i);
-        let direction = if node.flow.originator_is_lo == src_is_lo {
+        let flow = self.node_mut(i);
+        let direction = if flow.originator_is_lo == src_is_lo {
             Direction::Originator
         } else {
             Direction::Responder
         };
-        let flow = &mut node.flow;
         let d = direction.index();
         flow.packets[d] += 1;
         flow.bytes[d] += u64::from(wire_len);
@@ -348,8 +404,11 @@ impl<T: Default> FlowTable<T> {
             flow.tcp.record(direction, flags);
         }
         let class = Self::classify(flow);
-        self.unlink(i);
-        self.push_back(i, class);
+        // Already last in its list (a burst of one flow): nothing to move.
+        if self.links[i as usize].class != class || self.lists[class as usize].tail != i {
+            self.unlink(i);
+            self.push_back(i, class);
+        }
         Tracked {
             flow: FlowRef(i),
             direction,
@@ -371,7 +430,7 @@ impl<T: Default> FlowTable<T> {
                 if head == NONE {
                     break;
                 }
-                let last = self.node(head).flow.last_seen;
+                let last = self.node(head).last_seen;
                 if now.since(last) <= timeout {
                     break;
                 }
@@ -382,10 +441,20 @@ impl<T: Default> FlowTable<T> {
         }
     }
 
+    /// Every flow held, by id and handle (in no particular order).
+    pub fn open_flows(&self) -> impl Iterator<Item = (u64, FlowRef)> + '_ {
+        self.index.iter().map(|i| (self.node(*i).id, FlowRef(*i)))
+    }
+
+    /// Takes a flow out of the table (the handle is then invalid).
+    pub fn take(&mut self, r: FlowRef) -> Flow<T> {
+        self.remove(r.0)
+    }
+
     /// Ends every flow, in order of creation.
     pub fn drain(&mut self, ended: &mut impl FnMut(Flow<T>, EndReason)) {
         let mut live: Vec<u32> = self.index.iter().copied().collect();
-        live.sort_by_key(|i| self.node(*i).flow.id);
+        live.sort_by_key(|i| self.node(*i).id);
         for i in live {
             let flow = self.remove(i);
             ended(flow, EndReason::EndOfInput);
@@ -417,13 +486,20 @@ impl<T: Default> FlowTable<T> {
             .iter()
             .filter(|l| l.head != NONE)
             .map(|l| l.head)
-            .min_by_key(|i| (self.node(*i).flow.last_seen, self.node(*i).flow.id))
+            .min_by_key(|i| (self.node(*i).last_seen, self.node(*i).id))
     }
 
-    fn insert(&mut self, key: FlowKey, hash: u64, originator_is_lo: bool, ts: Timestamp) -> u32 {
+    fn insert(
+        &mut self,
+        key: FlowKey,
+        hash: u64,
+        originator_is_lo: bool,
+        ts: Timestamp,
+        id: u64,
+    ) -> u32 {
         let flow = Flow {
             key,
-            id: self.next_id,
+            id,
             originator_is_lo,
             first_seen: ts,
             last_seen: ts,
@@ -432,29 +508,21 @@ impl<T: Default> FlowTable<T> {
             tcp: TcpSeen::default(),
             ext: T::default(),
         };
-        self.next_id += 1;
         self.stats.created += 1;
-        let node = Node {
-            flow,
-            prev: NONE,
-            next: NONE,
-            class: Class::Udp,
-        };
         let i = match self.free.pop() {
             Some(i) => {
-                self.nodes[i as usize] = Some(node);
+                *self.nodes.get_mut(i) = Some(flow);
+                self.links[i as usize] = UNLINKED;
                 i
             }
             None => {
-                self.nodes.push(Some(node));
-                (self.nodes.len() - 1) as u32
+                self.links.push(UNLINKED);
+                self.nodes.push(flow)
             }
         };
         let (nodes, hasher) = (&self.nodes, &self.hasher);
         self.index.insert_unique(hash, i, |j| {
-            nodes[*j as usize]
-                .as_ref()
-                .map_or(0, |n| hasher.hash_one(n.flow.key))
+            nodes.get(*j).as_ref().map_or(0, |f| hasher.hash_one(f.key))
         });
         self.stats.peak = self.stats.peak.max(self.index.len() as u64);
         // Linked into its list by the caller's push_back; keep the invariant
@@ -465,55 +533,51 @@ impl<T: Default> FlowTable<T> {
 
     fn remove(&mut self, i: u32) -> Flow<T> {
         self.unlink(i);
-        let node = self.nodes[i as usize].take().expect("live flow");
-        let hash = self.hasher.hash_one(node.flow.key);
+        let flow = self.nodes.get_mut(i).take().expect("live flow");
+        let hash = self.hasher.hash_one(flow.key);
         if let Ok(entry) = self.index.find_entry(hash, |j| *j == i) {
             entry.remove();
         }
         self.free.push(i);
-        node.flow
+        flow
     }
 
-    fn node(&self, i: u32) -> &Node<T> {
-        self.nodes[i as usize].as_ref().expect("live flow")
+    fn node(&self, i: u32) -> &Flow<T> {
+        self.nodes.get(i).as_ref().expect("live flow")
     }
 
-    fn node_mut(&mut self, i: u32) -> &mut Node<T> {
-        self.nodes[i as usize].as_mut().expect("live flow")
+    fn node_mut(&mut self, i: u32) -> &mut Flow<T> {
+        self.nodes.get_mut(i).as_mut().expect("live flow")
     }
 
     fn unlink(&mut self, i: u32) {
-        let (prev, next, class) = {
-            let n = self.node(i);
-            (n.prev, n.next, n.class)
-        };
+        let Link { prev, next, class } = self.links[i as usize];
         if prev == NONE {
             self.lists[class as usize].head = next;
         } else {
-            self.node_mut(prev).next = next;
+            self.links[prev as usize].next = next;
         }
         if next == NONE {
             self.lists[class as usize].tail = prev;
         } else {
-            self.node_mut(next).prev = prev;
+            self.links[next as usize].prev = prev;
         }
-        let n = self.node_mut(i);
-        n.prev = NONE;
-        n.next = NONE;
+        let l = &mut self.links[i as usize];
+        l.prev = NONE;
+        l.next = NONE;
     }
 
     fn push_back(&mut self, i: u32, class: Class) {
         let tail = self.lists[class as usize].tail;
-        {
-            let n = self.node_mut(i);
-            n.class = class;
-            n.prev = tail;
-            n.next = NONE;
-        }
+        self.links[i as usize] = Link {
+            prev: tail,
+            next: NONE,
+            class,
+        };
         if tail == NONE {
             self.lists[class as usize].head = i;
         } else {
-            self.node_mut(tail).next = i;
+            self.links[tail as usize].next = i;
         }
         self.lists[class as usize].tail = i;
     }
@@ -526,7 +590,9 @@ impl<T: Default> FlowTable<T> {
 /// them.
 pub fn bytes_per_flow<T>() -> usize {
     let index_entry = std::mem::size_of::<u32>() + 1;
-    std::mem::size_of::<Option<Node<T>>>() + (index_entry * 8).div_ceil(7)
+    std::mem::size_of::<Option<Flow<T>>>()
+        + std::mem::size_of::<Link>()
+        + (index_entry * 8).div_ceil(7)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ fn packet(src: &str, dst: &str, l4: L4) -> Vec<u8> {
     synth::ethernet(src, dst, l4, b"")
 }
 
+/// Tracks a packet; a new flow gets the next id (0, 1, ...).
 fn track(
     t: &mut FlowTable<()>,
     frame: &[u8],
@@ -17,10 +18,12 @@ fn track(
     ended: &mut Vec<(u64, EndReason)>,
 ) -> Tracked {
     let p = decode(LinkType::ETHERNET, frame).unwrap();
+    let id = t.stats().created;
     t.track(
         &p,
         frame.len() as u32,
         Timestamp::from_secs(secs),
+        id,
         &mut |f, why| ended.push((f.id, why)),
     )
 }
@@ -114,6 +117,22 @@ fn udp_flows_time_out_in_packet_time() {
     assert_eq!(ended, vec![(0, EndReason::IdleTimeout)]);
     assert_eq!(t.len(), 1);
     assert_eq!(t.stats().timed_out, 1);
+}
+
+#[test]
+fn a_packet_after_the_timeout_opens_a_new_flow_even_before_expiry_runs() {
+    let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+    let mut ended = Vec::new();
+    let frame = packet("10.0.0.1:1", "10.0.0.2:2", L4::Udp);
+    let a = track(&mut t, &frame, 100, &mut ended);
+    let b = track(&mut t, &frame, 160, &mut ended);
+    assert!(!b.is_new && ended.is_empty(), "60 s is within the timeout");
+    assert_eq!(t.get(a.flow).id, 0);
+    let c = track(&mut t, &frame, 221, &mut ended);
+    assert!(c.is_new);
+    assert_eq!(ended, vec![(0, EndReason::IdleTimeout)]);
+    assert_eq!(t.get(c.flow).id, 1);
+    assert_eq!((t.len(), t.stats().timed_out), (1, 1));
 }
 
 #[test]
@@ -288,7 +307,9 @@ fn many_flows_stay_consistent_under_churn() {
         let l4 = if i % 3 == 0 { L4::Udp } else { ACK };
         let frame = packet(&src, "192.0.2.1:6881", l4);
         let p = decode(LinkType::ETHERNET, &frame).unwrap();
-        t.track(&p, 60, Timestamp::from_secs(i / 10), &mut |_, _| ended += 1);
+        t.track(&p, 60, Timestamp::from_secs(i / 10), i, &mut |_, _| {
+            ended += 1
+        });
         t.expire(Timestamp::from_secs(i / 10), &mut |_, _| ended += 1);
     }
     assert!(t.len() <= 500);

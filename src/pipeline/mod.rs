@@ -1,0 +1,921 @@
+//! The packet pipeline: decode, track the flow, detect, decide. It takes
+//! bytes, a link type and a packet timestamp, and nothing else: no file, no
+//! socket, no clock. Capture sources feed it; outputs and enforcers consume
+//! its [`Event`]s (flows as they end, policy decisions as they are made)
+//! and the [`PacketAction`] of each packet.
+//!
+//! Flows are spread over [`SHARDS`] flow tables by a hash of their
+//! endpoints that both directions share. A [`Worker`] owns some of the
+//! shards: one worker owning all of them is the single-threaded
+//! [`Pipeline`]; several, each on its own thread, are the parallel engine
+//! ([`parallel`]). What flows teach about other flows ([`shared`]) is read
+//! freely and changed in input order.
+//!
+//! The input is cut into chunks (at most [`CHUNK_PACKETS`] packets or
+//! [`CHUNK_SPAN`] of packet time, decided by the input alone). At each
+//! chunk's end, flows idle past their timeout are ended; the parallel engine
+//! also applies there what the chunk taught, so its results are the same
+//! for any number of threads.
+
+pub mod parallel;
+pub mod shared;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::decode::{self, LinkType, Packet, Skip, SkipCounts, Transport};
+use crate::detect::behaviour::{BehaviourStats, FlowFacts};
+use crate::detect::cache::{CacheStats, Learnt, Lookup, Transports};
+use crate::detect::{Confidence, DetectConfig, Detection, FlowState, PacketView, Protocol};
+use crate::flow::{
+    EndReason, Endpoint, Flow, FlowConfig, FlowKey, FlowRef, FlowTable, FlowTableStats,
+    bytes_per_flow,
+};
+use crate::output::{Enforced, FlowRecord};
+use crate::policy::{Action, Decision, FlowView, Policy, Scope, Throttle};
+use crate::timestamp::{Duration, Timestamp};
+use shared::{Keyed, Shared, Write};
+
+/// Flow tables per run; each flow belongs to one, by [`shard_of`]. The
+/// flow cap is split evenly between them.
+pub const SHARDS: usize = 64;
+
+/// Most packets in a chunk.
+pub const CHUNK_PACKETS: usize = 4096;
+
+/// Most packet time a chunk spans.
+pub const CHUNK_SPAN: Duration = Duration::from_millis(100);
+
+/// The shard that owns the flow of `packet`.
+pub fn shard_of(packet: &Packet<'_>) -> usize {
+    let src = Endpoint::new(packet.src, packet.src_port);
+    let dst = Endpoint::new(packet.dst, packet.dst_port);
+    let (key, _) = FlowKey::new(packet.transport, src, dst);
+    (key.stable_hash() % SHARDS as u64) as usize
+}
+
+/// Cuts the input into chunks; see the module documentation.
+#[derive(Clone, Debug, Default)]
+pub struct ChunkCutter {
+    start: Option<Timestamp>,
+    count: usize,
+    latest: Option<Timestamp>,
+}
+
+impl ChunkCutter {
+    /// Counts a packet; true if it begins a new chunk (the previous one,
+    /// if any, having ended before it).
+    pub fn begins_chunk(&mut self, ts: Timestamp) -> bool {
+        let new = match self.start {
+            None => true,
+            Some(start) => self.count >= CHUNK_PACKETS || ts.since(start) > CHUNK_SPAN,
+        };
+        if new {
+            self.start = Some(ts);
+            self.count = 0;
+        }
+        self.count += 1;
+        self.latest = Some(self.latest.map_or(ts, |l| l.max(ts)));
+        new
+    }
+
+    /// The latest packet time so far (the time flows expire at).
+    pub fn latest(&self) -> Option<Timestamp> {
+        self.latest
+    }
+}
+
+/// What the pipeline reports as it goes.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A flow ended (idle timeout, eviction, reuse, end of input).
+    FlowEnded(FlowRecord),
+    /// The policy decided (or changed its decision) for a flow.
+    Verdict(VerdictEvent),
+}
+
+/// A policy decision, reported once per decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerdictEvent {
+    /// Packet time of the deciding packet.
+    pub ts: Timestamp,
+    /// The flow's id.
+    pub flow: u64,
+    /// TCP or UDP.
+    pub transport: Transport,
+    /// Originator.
+    pub src: Endpoint,
+    /// Responder.
+    pub dst: Endpoint,
+    /// The protocol named.
+    pub protocol: Protocol,
+    /// How sure.
+    pub confidence: Confidence,
+    /// The evidence so far.
+    pub evidence: Vec<String>,
+    /// The rule that matched (`default` if none did).
+    pub rule: String,
+    /// What is done.
+    pub action: Action,
+}
+
+/// What an enforcer does with one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketAction {
+    /// Pass it on.
+    Forward,
+    /// Drop it (and, for TCP with `reset`, reset both ends).
+    Drop {
+        /// Send TCP resets.
+        reset: bool,
+    },
+    /// Pass it through the token bucket `bucket`.
+    Shape {
+        /// Which bucket (by the throttle's scope).
+        bucket: BucketKey,
+        /// The bucket's rate and size.
+        throttle: Throttle,
+    },
+}
+
+/// Who shares a token bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BucketKey {
+    /// One flow.
+    Flow(u64),
+    /// One host.
+    Host(IpAddr),
+    /// Every flow of one rule (`None`: the default action).
+    Rule(Option<usize>),
+}
+
+/// Where a packet's flow stands after the packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowStatus {
+    /// No protocol named yet; detection still looking.
+    Undecided,
+    /// Named P2P.
+    P2p(Protocol),
+    /// Detection finished without naming a protocol.
+    NotP2p,
+}
+
+/// What became of one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketOutcome {
+    /// Not tracked (the reason is counted).
+    Skipped(Skip),
+    /// Counted on a flow.
+    Tracked {
+        /// The flow's id.
+        flow: u64,
+        /// The flow's status after this packet.
+        status: FlowStatus,
+        /// This packet named the protocol or raised the confidence.
+        verdict_changed: bool,
+        /// What to do with it, by the policy (`Forward` without one).
+        action: PacketAction,
+        /// Nothing can change for the rest of the flow: detection has
+        /// finished without naming it P2P, or named it on the strongest
+        /// evidence and it is forwarded. An enforcer may let its later
+        /// packets bypass inspection.
+        sealed: bool,
+    },
+}
+
+/// Counters of everything the pipeline saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PipelineStats {
+    /// Frames given to the pipeline.
+    pub packets: u64,
+    /// Their bytes (original length on the wire).
+    pub bytes: u64,
+    /// Frames tracked on a TCP or UDP flow.
+    pub tracked: u64,
+    /// Frames skipped, by reason.
+    pub skipped: SkipCounts,
+    /// Tracked frames whose payload was cut short by the snap length.
+    pub truncated_payloads: u64,
+    /// Flow table counters.
+    pub flows: FlowTableStats,
+    /// Bytes one flow costs in the table.
+    pub bytes_per_flow: usize,
+    /// Flows tracked at the end, before the final drain.
+    pub flows_open_at_end: u64,
+    /// Endpoint cache counters.
+    pub cache: CacheStats,
+    /// Host behaviour counters.
+    pub behaviour: BehaviourStats,
+    /// Earliest and latest packet time.
+    pub first_ts: Option<Timestamp>,
+    /// Latest packet time.
+    pub last_ts: Option<Timestamp>,
+    /// Policy decisions made (verdict events).
+    pub decisions: u64,
+}
+
+impl PipelineStats {
+    /// Adds another worker's counters (the cache and behaviour counters
+    /// of the shared state are set by the caller).
+    pub fn add(&mut self, o: &PipelineStats) {
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        self.tracked += o.tracked;
+        self.skipped.merge(&o.skipped);
+        self.truncated_payloads += o.truncated_payloads;
+        self.flows.created += o.flows.created;
+        self.flows.timed_out += o.flows.timed_out;
+        self.flows.evicted += o.flows.evicted;
+        self.flows.reused += o.flows.reused;
+        self.flows.peak = self.flows.peak.max(o.flows.peak);
+        self.flows_open_at_end += o.flows_open_at_end;
+        self.cache.hits += o.cache.hits;
+        self.cache.expired += o.cache.expired;
+        self.behaviour.named += o.behaviour.named;
+        self.first_ts = match (self.first_ts, o.first_ts) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_ts = self.last_ts.max(o.last_ts);
+        self.decisions += o.decisions;
+        self.bytes_per_flow = o.bytes_per_flow;
+    }
+
+    /// Fills in the shared state's own counters.
+    pub fn set_shared(&mut self, cache: CacheStats, behaviour: BehaviourStats) {
+        self.cache = CacheStats {
+            hits: self.cache.hits,
+            expired: self.cache.expired,
+            ..cache
+        };
+        self.behaviour = BehaviourStats {
+            named: self.behaviour.named,
+            ..behaviour
+        };
+    }
+}
+
+/// The flows of some shards and what deciding about them needs: one
+/// thread's part of the work. See the module documentation.
+#[derive(Debug)]
+pub struct Worker {
+    /// Indexed by shard; `None` for shards another worker owns.
+    tables: Vec<Option<FlowTable<FlowState>>>,
+    detection: Detection,
+    /// Endpoints announced by the packet being processed (reused buffer).
+    learnt: Vec<Learnt>,
+    policy: Option<Arc<Policy>>,
+    /// Bumped when the policy changes, so flows decide again.
+    generation: u8,
+    /// What was dropped and delayed, for flows the policy acts on.
+    enforced: HashMap<u64, Enforced>,
+    /// Counters of what this worker saw (packets it was given, its flows).
+    stats: PipelineStats,
+    /// Flows still to end at the end of the input, last first.
+    finishing: Vec<(u64, u8, FlowRef)>,
+}
+
+/// Where a worker reads and writes the cross-flow state.
+pub struct SharedAccess<'a> {
+    /// The state as of the start of the chunk (or of the packet).
+    pub shared: &'a Shared,
+    /// Where the changes go.
+    pub log: &'a mut Vec<Keyed>,
+}
+
+impl Worker {
+    /// A worker owning the shards `owns(shard)` says, of flow tables split
+    /// from `flows` (each shard holds `max_flows / SHARDS`, rounded up).
+    pub fn new(flows: &FlowConfig, detect: &DetectConfig, owns: impl Fn(usize) -> bool) -> Worker {
+        let per_shard = FlowConfig {
+            max_flows: flows.max_flows.div_ceil(SHARDS).max(1),
+            ..flows.clone()
+        };
+        Worker {
+            tables: (0..SHARDS)
+                .map(|s| owns(s).then(|| FlowTable::new(per_shard.clone())))
+                .collect(),
+            detection: Detection::new(detect.clone()),
+            learnt: Vec::new(),
+            policy: None,
+            generation: 0,
+            enforced: HashMap::new(),
+            stats: PipelineStats {
+                bytes_per_flow: bytes_per_flow::<FlowState>(),
+                ..PipelineStats::default()
+            },
+            finishing: Vec::new(),
+        }
+    }
+
+    /// Whether this worker owns `shard`.
+    pub fn owns(&self, shard: usize) -> bool {
+        self.tables.get(shard).is_some_and(Option::is_some)
+    }
+
+    /// The detection engine (rules, evidence names).
+    pub fn detection(&self) -> &Detection {
+        &self.detection
+    }
+
+    /// Sets (or, with `None`, removes) the policy. Flows decide again at
+    /// their next packet.
+    pub fn set_policy(&mut self, policy: Option<Arc<Policy>>) {
+        self.policy = policy;
+        self.generation = self.generation.wrapping_add(1);
+    }
+
+    /// Replaces the signature rules (e.g. on SIGHUP); flows already
+    /// tracked keep their evidence and go on being inspected.
+    pub fn reload_rules(&mut self, rules: crate::detect::rules::RuleSet) {
+        self.detection = self.detection.reloaded(rules);
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Option<&Arc<Policy>> {
+        self.policy.as_ref()
+    }
+
+    /// Flows held now.
+    pub fn open_flows(&self) -> u64 {
+        self.tables.iter().flatten().map(|t| t.len() as u64).sum()
+    }
+
+    /// Counters so far (the shared state's are the caller's to fill in).
+    pub fn stats(&self) -> PipelineStats {
+        let mut s = self.stats.clone();
+        for t in self.tables.iter().flatten() {
+            let f = t.stats();
+            s.flows.created += f.created;
+            s.flows.timed_out += f.timed_out;
+            s.flows.evicted += f.evicted;
+            s.flows.reused += f.reused;
+        }
+        s
+    }
+
+    /// Counts a frame that could not be tracked.
+    pub fn skipped(&mut self, ts: Timestamp, wire_len: u32, skip: Skip) {
+        self.count_frame(ts, wire_len);
+        self.stats.skipped.add(skip);
+    }
+
+    fn count_frame(&mut self, ts: Timestamp, wire_len: u32) {
+        self.stats.packets += 1;
+        self.stats.bytes += u64::from(wire_len);
+        self.stats.first_ts = Some(self.stats.first_ts.map_or(ts, |f| f.min(ts)));
+        self.stats.last_ts = Some(self.stats.last_ts.map_or(ts, |l| l.max(ts)));
+    }
+
+    /// An enforcer dropped a packet it had been told to shape (its delay
+    /// queue was full): counted as dropped instead of delayed.
+    pub fn shaper_dropped(&mut self, flow: u64, wire_len: u32) {
+        if let Some(e) = self.enforced.get_mut(&flow) {
+            e.delayed_packets = e.delayed_packets.saturating_sub(1);
+            e.delayed_bytes = e.delayed_bytes.saturating_sub(u64::from(wire_len));
+            e.dropped_packets += 1;
+            e.dropped_bytes += u64::from(wire_len);
+        }
+    }
+
+    fn ender<'a>(
+        &'a mut self,
+        access: SharedAccess<'a>,
+        seq: u64,
+    ) -> (Ender<'a>, &'a mut Vec<Option<FlowTable<FlowState>>>) {
+        (
+            Ender {
+                detection: &self.detection,
+                shared: access.shared,
+                log: access.log,
+                seq,
+                policy: self.policy.as_deref(),
+                generation: self.generation,
+                enforced: &mut self.enforced,
+                stats: &mut self.stats,
+            },
+            &mut self.tables,
+        )
+    }
+
+    /// Processes one decoded packet, the `seq`-th of the input, whose flow
+    /// is in `shard` (which this worker owns). Flows that end on the way
+    /// and policy decisions go to `events`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn process(
+        &mut self,
+        access: SharedAccess<'_>,
+        seq: u64,
+        ts: Timestamp,
+        shard: usize,
+        packet: &Packet<'_>,
+        wire_len: u32,
+        events: &mut impl FnMut(Event),
+    ) -> PacketOutcome {
+        self.count_frame(ts, wire_len);
+        self.stats.tracked += 1;
+        if packet.truncated {
+            self.stats.truncated_payloads += 1;
+        }
+        let mut learnt = std::mem::take(&mut self.learnt);
+        // Writes are ordered like events: see `parallel::at_packet`.
+        let (mut ender, tables) = self.ender(access, seq << 1);
+        let Some(table) = tables.get_mut(shard).and_then(Option::as_mut) else {
+            debug_assert!(false, "shard {shard} is not this worker's");
+            return PacketOutcome::Skipped(Skip::NotIp);
+        };
+        let tracked = table.track(packet, wire_len, ts, seq, &mut |flow, why| {
+            ender.end(flow, why, events)
+        });
+        let flow = table.get_mut(tracked.flow);
+        let mut verdict_changed = false;
+        if tracked.is_new {
+            // A flow to or from a known P2P endpoint is named at once.
+            let mut hit = None;
+            for ep in [flow.responder(), flow.originator()] {
+                match ender.shared.cache.lookup(ep, packet.transport, ts) {
+                    Lookup::Hit(p) => {
+                        hit = Some(p);
+                        break;
+                    }
+                    Lookup::Expired => ender.stats.cache.expired += 1,
+                    Lookup::Miss => {}
+                }
+            }
+            let facts = flow_facts(flow);
+            ender.write(flow.id, ts, Write::FlowStarted(facts));
+            if let Some(protocol) = hit {
+                ender.stats.cache.hits += 1;
+                ender.detection.name_from_cache(&mut flow.ext, protocol);
+                verdict_changed = true;
+            } else if let Some((protocol, signals)) =
+                ender.shared.behaviour.judge(&facts, ts, false)
+            {
+                ender.stats.behaviour.named += 1;
+                ender
+                    .detection
+                    .name_from_behaviour(&mut flow.ext, protocol, &signals, 1);
+                verdict_changed = true;
+            }
+        }
+        if !packet.payload.is_empty() && !flow.ext.finished() {
+            let (src, dst) = match tracked.direction {
+                crate::flow::Direction::Originator => (flow.originator(), flow.responder()),
+                crate::flow::Direction::Responder => (flow.responder(), flow.originator()),
+            };
+            let view = PacketView {
+                payload: packet.payload,
+                direction: tracked.direction,
+                index: 0, // set by detection, which counts payload packets per side
+                transport: packet.transport,
+                src,
+                dst,
+                ts,
+                truncated: packet.truncated,
+            };
+            let total = flow.total_packets();
+            let progress = ender
+                .detection
+                .inspect(&mut flow.ext, &view, total, &mut learnt);
+            verdict_changed |= progress.verdict_changed;
+            for l in learnt.drain(..) {
+                ender.write(flow.id, ts, Write::Learn(l));
+            }
+            // Structural evidence confirms the flow's listening endpoints:
+            // the TCP responder; for UDP both sides (P2P UDP sockets listen).
+            if let (Some(protocol), false) = (flow.ext.verdict.protocol, flow.ext.endpoints_cached)
+                && flow.ext.verdict.confidence >= Confidence::Unidirectional
+            {
+                flow.ext.endpoints_cached = true;
+                let transports = Transports::from(packet.transport);
+                let mut confirm = vec![flow.responder()];
+                if packet.transport == Transport::Udp {
+                    confirm.push(flow.originator());
+                }
+                for endpoint in confirm {
+                    let w = Write::Confirm {
+                        protocol,
+                        endpoint,
+                        transports,
+                    };
+                    ender.write(flow.id, ts, w);
+                }
+                for ip in [flow.originator().ip(), flow.responder().ip()] {
+                    ender.write(flow.id, ts, Write::ConfirmHost { ip, protocol });
+                }
+            }
+        }
+        // The decision applies from the deciding packet on.
+        let action = match ender.decide(flow, ts, verdict_changed, events) {
+            Some(d) => {
+                let action = packet_action(flow, &d, ender.policy);
+                ender.count(flow.id, &action, wire_len);
+                action
+            }
+            None => PacketAction::Forward,
+        };
+        let status = status(&flow.ext);
+        let sealed = action == PacketAction::Forward
+            && match status {
+                FlowStatus::NotP2p => true,
+                FlowStatus::P2p(_) => flow.ext.verdict.confidence == Confidence::Bidirectional,
+                FlowStatus::Undecided => false,
+            };
+        let outcome = PacketOutcome::Tracked {
+            flow: flow.id,
+            status,
+            verdict_changed,
+            action,
+            sealed,
+        };
+        self.learnt = learnt;
+        outcome
+    }
+
+    /// The end of a chunk: ends every flow idle past its timeout at packet
+    /// time `now`. `order` places what this teaches in the input order
+    /// (after the chunk's last packet).
+    pub fn end_chunk(
+        &mut self,
+        access: SharedAccess<'_>,
+        order: u64,
+        now: Timestamp,
+        events: &mut impl FnMut(Event),
+    ) {
+        let (mut ender, tables) = self.ender(access, order);
+        for table in tables.iter_mut().flatten() {
+            table.expire(now, &mut |flow, why| ender.end(flow, why, events));
+        }
+    }
+
+    /// The input is over: lists the open flows, to be ended in order of
+    /// creation by [`Worker::finish_some`].
+    pub fn begin_finish(&mut self) {
+        self.stats.flows_open_at_end = self.open_flows();
+        let mut open: Vec<(u64, u8, FlowRef)> = Vec::new();
+        for (shard, table) in self.tables.iter().enumerate() {
+            if let Some(t) = table {
+                open.extend(t.open_flows().map(|(id, r)| (id, shard as u8, r)));
+            }
+        }
+        // Last first, to pop from the end.
+        open.sort_unstable_by_key(|(id, _, _)| std::cmp::Reverse(*id));
+        self.finishing = open;
+    }
+
+    /// Ends up to `max` of the flows [`Worker::begin_finish`] listed, in
+    /// order of creation; false once none is left.
+    pub fn finish_some(
+        &mut self,
+        access: SharedAccess<'_>,
+        max: usize,
+        events: &mut impl FnMut(Event),
+    ) -> bool {
+        let mut finishing = std::mem::take(&mut self.finishing);
+        let (mut ender, tables) = self.ender(access, u64::MAX);
+        for _ in 0..max {
+            let Some((_, shard, r)) = finishing.pop() else {
+                break;
+            };
+            if let Some(table) = tables[usize::from(shard)].as_mut() {
+                let flow = table.take(r);
+                ender.end(flow, EndReason::EndOfInput, events);
+            }
+        }
+        let more = !finishing.is_empty();
+        self.finishing = finishing;
+        more
+    }
+}
+
+/// The single-threaded pipeline: one [`Worker`] owning every shard, whose
+/// cross-flow changes apply straight after each packet. The enforcing
+/// modes use it; offline analysis uses the [`parallel`] engine, with one
+/// thread or more.
+#[derive(Debug)]
+pub struct Pipeline {
+    worker: Worker,
+    shared: Shared,
+    log: Vec<Keyed>,
+    seq: u64,
+    cutter: ChunkCutter,
+    peak: u64,
+}
+
+impl Pipeline {
+    /// A pipeline with the given flow limits and detection rules.
+    pub fn new(flows: FlowConfig, detect: DetectConfig) -> Pipeline {
+        Pipeline {
+            worker: Worker::new(&flows, &detect, |_| true),
+            shared: Shared::new(&detect),
+            log: Vec::new(),
+            seq: 0,
+            cutter: ChunkCutter::default(),
+            peak: 0,
+        }
+    }
+
+    /// The detection engine (rules, evidence names).
+    pub fn detection(&self) -> &Detection {
+        self.worker.detection()
+    }
+
+    /// Sets (or, with `None`, removes) the policy. Flows decide again at
+    /// their next packet.
+    pub fn set_policy(&mut self, policy: Option<Arc<Policy>>) {
+        self.worker.set_policy(policy);
+    }
+
+    /// Replaces the signature rules (e.g. on SIGHUP); flows already
+    /// tracked keep their evidence and go on being inspected.
+    pub fn reload_rules(&mut self, rules: crate::detect::rules::RuleSet) {
+        self.worker.reload_rules(rules);
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Option<&Arc<Policy>> {
+        self.worker.policy()
+    }
+
+    /// An enforcer dropped a packet it had been told to shape (its delay
+    /// queue was full): counted as dropped instead of delayed.
+    pub fn shaper_dropped(&mut self, flow: u64, wire_len: u32) {
+        self.worker.shaper_dropped(flow, wire_len);
+    }
+
+    /// Processes one captured frame. `wire_len` is its original length.
+    /// Flows that end on the way (timeouts, eviction) and policy decisions
+    /// go to `events`.
+    pub fn process(
+        &mut self,
+        ts: Timestamp,
+        link: LinkType,
+        frame: &[u8],
+        wire_len: u32,
+        events: &mut impl FnMut(Event),
+    ) -> PacketOutcome {
+        let previous_latest = self.cutter.latest();
+        if self.cutter.begins_chunk(ts)
+            && let Some(now) = previous_latest
+        {
+            self.end_chunk(now, events);
+        }
+        self.seq += 1;
+        let packet = match decode::decode(link, frame) {
+            Ok(p) => p,
+            Err(skip) => {
+                self.worker.skipped(ts, wire_len, skip);
+                return PacketOutcome::Skipped(skip);
+            }
+        };
+        let access = SharedAccess {
+            shared: &self.shared,
+            log: &mut self.log,
+        };
+        let shard = shard_of(&packet);
+        let outcome = self
+            .worker
+            .process(access, self.seq, ts, shard, &packet, wire_len, events);
+        for k in self.log.drain(..) {
+            self.shared.apply(&k);
+        }
+        outcome
+    }
+
+    fn end_chunk(&mut self, now: Timestamp, events: &mut impl FnMut(Event)) {
+        self.peak = self.peak.max(self.worker.open_flows());
+        let access = SharedAccess {
+            shared: &self.shared,
+            log: &mut self.log,
+        };
+        self.worker
+            .end_chunk(access, (self.seq << 1) | 1, now, events);
+        for k in self.log.drain(..) {
+            self.shared.apply(&k);
+        }
+    }
+
+    /// Ends every open flow (end of input).
+    pub fn finish(&mut self, events: &mut impl FnMut(Event)) {
+        self.peak = self.peak.max(self.worker.open_flows());
+        let access = SharedAccess {
+            shared: &self.shared,
+            log: &mut self.log,
+        };
+        self.worker.begin_finish();
+        self.worker.finish_some(access, usize::MAX, events);
+        self.log.clear();
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> PipelineStats {
+        let mut s = self.worker.stats();
+        s.flows.peak = self.peak.max(self.worker.open_flows());
+        let (cache, behaviour) = self.shared.stats();
+        s.set_shared(cache, behaviour);
+        s
+    }
+}
+
+fn status(state: &FlowState) -> FlowStatus {
+    match state.verdict.protocol {
+        Some(p) => FlowStatus::P2p(p),
+        None if state.finished() => FlowStatus::NotP2p,
+        None => FlowStatus::Undecided,
+    }
+}
+
+/// What host behaviour needs to know of a flow.
+fn flow_facts(flow: &Flow<FlowState>) -> FlowFacts {
+    FlowFacts {
+        transport: flow.key.transport,
+        originator: flow.originator(),
+        responder: flow.responder(),
+        // No answer at all, or a reset before any data (a refused attempt).
+        failed: flow.packets[1] == 0 || (flow.tcp.reset() && flow.total_packets() <= 4),
+    }
+}
+
+/// The action a decision has on each packet of the flow.
+fn packet_action(flow: &Flow<FlowState>, d: &Decision, policy: Option<&Policy>) -> PacketAction {
+    match d.action {
+        Action::Allow | Action::Log => PacketAction::Forward,
+        Action::Block { reset } => PacketAction::Drop { reset },
+        Action::Throttle(throttle) => {
+            let bucket = match throttle.scope {
+                Scope::Flow => BucketKey::Flow(flow.id),
+                Scope::Rule => BucketKey::Rule(d.rule),
+                // The local side of the flow if the policy knows the local
+                // networks, else the originator.
+                Scope::Host => {
+                    let (o, r) = (flow.originator().ip(), flow.responder().ip());
+                    let local = policy.is_some_and(|p| !p.is_local(o) && p.is_local(r));
+                    BucketKey::Host(if local { r } else { o })
+                }
+            };
+            PacketAction::Shape { bucket, throttle }
+        }
+    }
+}
+
+/// What ending flows and deciding need, borrowed from the worker.
+struct Ender<'a> {
+    detection: &'a Detection,
+    shared: &'a Shared,
+    log: &'a mut Vec<Keyed>,
+    /// Input position of what is being processed.
+    seq: u64,
+    policy: Option<&'a Policy>,
+    generation: u8,
+    enforced: &'a mut HashMap<u64, Enforced>,
+    stats: &'a mut PipelineStats,
+}
+
+impl Ender<'_> {
+    fn write(&mut self, flow: u64, ts: Timestamp, write: Write) {
+        self.log.push(Keyed {
+            seq: self.seq,
+            flow,
+            ts,
+            write,
+        });
+    }
+
+    /// The flow's decision under the policy: decided again when the
+    /// verdict changed or the policy did; reported when it changes.
+    fn decide(
+        &mut self,
+        flow: &mut Flow<FlowState>,
+        ts: Timestamp,
+        verdict_changed: bool,
+        events: &mut impl FnMut(Event),
+    ) -> Option<Decision> {
+        let policy = self.policy?;
+        let protocol = flow.ext.verdict.protocol?;
+        let current = flow.ext.decision;
+        if let Some((rule, generation)) = current
+            && generation == self.generation
+            && !verdict_changed
+        {
+            let rule = (rule != u16::MAX).then_some(usize::from(rule));
+            let action = rule
+                .and_then(|i| policy.rules.get(i))
+                .map_or(policy.default, |r| r.action);
+            return Some(Decision { rule, action });
+        }
+        let view = FlowView {
+            protocol,
+            confidence: flow.ext.verdict.confidence,
+            src: flow.originator(),
+            dst: flow.responder(),
+            transport: flow.key.transport,
+        };
+        let d = policy.decide(&view);
+        let tag = d
+            .rule
+            .map_or(u16::MAX, |i| u16::try_from(i).unwrap_or(u16::MAX - 1));
+        let changed =
+            current.is_none_or(|(rule, generation)| rule != tag || generation != self.generation);
+        flow.ext.decision = Some((tag, self.generation));
+        if changed {
+            self.stats.decisions += 1;
+            if d.action.enforces() {
+                self.enforced.entry(flow.id).or_default();
+            }
+            events(Event::Verdict(VerdictEvent {
+                ts,
+                flow: flow.id,
+                transport: flow.key.transport,
+                src: flow.originator(),
+                dst: flow.responder(),
+                protocol,
+                confidence: flow.ext.verdict.confidence,
+                evidence: evidence(self.detection, &flow.ext),
+                rule: policy.rule_name(&d).to_string(),
+                action: d.action,
+            }));
+        }
+        Some(d)
+    }
+
+    /// Counts what an action does to a packet.
+    fn count(&mut self, flow: u64, action: &PacketAction, wire_len: u32) {
+        let Some(e) = self.enforced.get_mut(&flow) else {
+            return;
+        };
+        match action {
+            PacketAction::Forward => {}
+            PacketAction::Drop { .. } => {
+                e.dropped_packets += 1;
+                e.dropped_bytes += u64::from(wire_len);
+            }
+            PacketAction::Shape { .. } => {
+                e.delayed_packets += 1;
+                e.delayed_bytes += u64::from(wire_len);
+            }
+        }
+    }
+
+    /// A flow ends: it counts for its host's behaviour, may be named from
+    /// it if nothing else named it (and then decided), and becomes a record.
+    fn end(&mut self, mut flow: Flow<FlowState>, why: EndReason, events: &mut impl FnMut(Event)) {
+        let facts = flow_facts(&flow);
+        self.write(flow.id, flow.last_seen, Write::FlowEnded(facts));
+        let mut named = false;
+        if flow.ext.verdict.protocol.is_none()
+            && let Some((protocol, signals)) =
+                self.shared.behaviour.judge(&facts, flow.last_seen, true)
+        {
+            self.stats.behaviour.named += 1;
+            let at = flow.total_packets();
+            self.detection
+                .name_from_behaviour(&mut flow.ext, protocol, &signals, at);
+            named = true;
+        }
+        let last = flow.last_seen;
+        let decision = self.decide(&mut flow, last, named, events);
+        let enforced = self.enforced.remove(&flow.id).unwrap_or_default();
+        let mut r = record(self.detection, flow, why);
+        if let (Some(d), Some(policy)) = (decision, self.policy) {
+            r.action = Some(d.action.name());
+            r.rule = Some(policy.rule_name(&d).to_string());
+            r.enforced = enforced;
+        }
+        events(Event::FlowEnded(r));
+    }
+}
+
+fn evidence(detection: &Detection, state: &FlowState) -> Vec<String> {
+    state
+        .evidence_ids()
+        .iter()
+        .map(|id| detection.evidence_name(*id).to_string())
+        .collect()
+}
+
+fn record(detection: &Detection, flow: Flow<FlowState>, why: EndReason) -> FlowRecord {
+    let state = &flow.ext;
+    let protocol = state.verdict.protocol;
+    let facts = state.facts.as_deref().cloned().unwrap_or_default();
+    FlowRecord {
+        id: flow.id,
+        transport: flow.key.transport,
+        src: flow.originator(),
+        dst: flow.responder(),
+        first_seen: flow.first_seen,
+        last_seen: flow.last_seen,
+        packets: flow.packets,
+        bytes: flow.bytes,
+        protocol,
+        confidence: protocol.map(|_| state.verdict.confidence),
+        evidence: evidence(detection, state),
+        decided_at_packet: protocol.map(|_| state.verdict.decided_at_packet),
+        decided_at_payload_packet: protocol.map(|_| state.verdict.decided_at_payload_packet),
+        facts,
+        end: why,
+        action: None,
+        rule: None,
+        enforced: Enforced::default(),
+    }
+}

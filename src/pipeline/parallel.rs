@@ -1,0 +1,674 @@
+//! The parallel engine: one thread reads and decodes, every thread
+//! (the reader included) tracks and inspects the flows of its shards.
+//!
+//! The input goes in chunks (see the [module documentation](super)). For
+//! each chunk, every thread processes its packets reading the cross-flow
+//! state as it was when the chunk began, and logs what they teach; when all
+//! are done, the reading thread applies the logs in input order, hands out
+//! the next chunk (already read meanwhile), and then reports the finished
+//! chunk's events in input order. Nothing a thread sees depends on how far
+//! another one got, so the output is the same whatever the number of
+//! threads, and no thread waits for another except once per chunk.
+
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, RwLock};
+
+use super::shared::{Keyed, Shared};
+use super::{
+    ChunkCutter, Event, PacketOutcome, PipelineStats, SHARDS, SharedAccess, Worker, shard_of,
+};
+use crate::decode::{self, LinkType, Packet, Skip, TcpFlags, Transport};
+use crate::detect::DetectConfig;
+use crate::detect::rules::RuleSet;
+use crate::flow::FlowConfig;
+use crate::policy::Policy;
+use crate::timestamp::Timestamp;
+
+/// One captured frame, as a source hands it over.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    /// Capture time.
+    pub ts: Timestamp,
+    /// The capture's link type.
+    pub link: LinkType,
+    /// The captured bytes.
+    pub data: &'a [u8],
+    /// The frame's length on the wire.
+    pub wire_len: u32,
+}
+
+/// What a source had next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// A frame (given to the callback).
+    Frame,
+    /// Nothing for now (live capture): the chunk so far is processed.
+    Idle,
+    /// The input is over.
+    End,
+}
+
+/// Where frames come from.
+pub trait Source {
+    /// Gives the next frame to `frame` (the bytes may live only for the
+    /// call), or says why there is none.
+    fn next(&mut self, frame: &mut dyn FnMut(Frame<'_>)) -> Next;
+}
+
+/// What to do after a chunk.
+#[derive(Default)]
+pub enum Control {
+    /// Go on.
+    #[default]
+    Continue,
+    /// End every flow and stop.
+    Stop,
+    /// Use these rules and/or this policy from the next chunk on.
+    Reload {
+        /// New rules.
+        rules: Option<Box<RuleSet>>,
+        /// New policy (`Some(None)`: none).
+        policy: Option<Option<Arc<Policy>>>,
+    },
+}
+
+/// Where results go, in input order.
+pub trait Sink {
+    /// A flow ended or a decision was made.
+    fn event(&mut self, event: Event);
+    /// Whether [`Sink::packet`] is wanted (it costs a little).
+    fn wants_packets(&self) -> bool {
+        false
+    }
+    /// Every frame, in input order, with what became of it.
+    fn packet(&mut self, _frame: Frame<'_>, _outcome: PacketOutcome) {}
+    /// Called after each chunk with the counters so far.
+    fn chunk_done(&mut self, _stats: &dyn Fn() -> PipelineStats) -> Control {
+        Control::Continue
+    }
+}
+
+/// How the engine runs.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Threads, the reading one included (at least 1).
+    pub threads: usize,
+    /// Flow table limits (split over the shards).
+    pub flows: FlowConfig,
+    /// Detection settings.
+    pub detect: DetectConfig,
+    /// The policy whose decisions to report.
+    pub policy: Option<Arc<Policy>>,
+}
+
+/// A decoded packet, by offsets into its chunk's bytes.
+#[derive(Clone, Copy, Debug)]
+struct Decoded {
+    src: std::net::IpAddr,
+    dst: std::net::IpAddr,
+    src_port: u16,
+    dst_port: u16,
+    transport: Transport,
+    tcp_flags: TcpFlags,
+    tcp_seq: u32,
+    payload_start: u32,
+    payload_len: u32,
+    truncated: bool,
+    shard: u8,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct ChunkFrame {
+    seq: u64,
+    ts: Timestamp,
+    link: LinkType,
+    wire_len: u32,
+    start: u32,
+    len: u32,
+    decoded: Result<Decoded, Skip>,
+}
+
+/// Up to [`super::CHUNK_PACKETS`] frames, copied out of the source.
+#[derive(Debug, Default)]
+struct Chunk {
+    data: Vec<u8>,
+    frames: Vec<ChunkFrame>,
+    /// The latest packet time up to this chunk's end.
+    now: Timestamp,
+    /// The input ended with this chunk (or the source asked to stop).
+    last: bool,
+}
+
+impl Chunk {
+    fn bytes(&self, f: &ChunkFrame) -> &[u8] {
+        &self.data[f.start as usize..(f.start + f.len) as usize]
+    }
+
+    fn packet(&self, f: &ChunkFrame, d: &Decoded) -> Packet<'_> {
+        let start = (f.start + d.payload_start) as usize;
+        Packet {
+            src: d.src,
+            dst: d.dst,
+            src_port: d.src_port,
+            dst_port: d.dst_port,
+            transport: d.transport,
+            tcp_flags: d.tcp_flags,
+            tcp_seq: d.tcp_seq,
+            payload: &self.data[start..start + d.payload_len as usize],
+            truncated: d.truncated,
+        }
+    }
+
+    fn last_seq(&self) -> u64 {
+        self.frames.last().map_or(0, |f| f.seq)
+    }
+}
+
+/// Reads frames into chunks, cut by [`ChunkCutter`].
+struct Reader {
+    cutter: ChunkCutter,
+    seq: u64,
+    /// The latest packet time of the frames handed out in chunks.
+    latest: Timestamp,
+    /// A frame read past the end of the previous chunk.
+    pending: Option<ChunkFrame>,
+    pending_data: Vec<u8>,
+    ended: bool,
+}
+
+impl Reader {
+    fn new() -> Reader {
+        Reader {
+            cutter: ChunkCutter::default(),
+            seq: 0,
+            latest: Timestamp(0),
+            pending: None,
+            pending_data: Vec::new(),
+            ended: false,
+        }
+    }
+
+    /// The next chunk (`None` once the input is over), read into `chunk`.
+    fn read(&mut self, source: &mut dyn Source, mut chunk: Chunk) -> Option<Chunk> {
+        if self.ended {
+            return None;
+        }
+        chunk.data.clear();
+        chunk.frames.clear();
+        chunk.last = false;
+        if let Some(mut f) = self.pending.take() {
+            f.start = 0;
+            self.latest = self.latest.max(f.ts);
+            chunk.data.extend_from_slice(&self.pending_data);
+            chunk.frames.push(f);
+        }
+        while self.pending.is_none() {
+            let mut took = false;
+            let next = source.next(&mut |frame| {
+                took = true;
+                let begins = self.cutter.begins_chunk(frame.ts);
+                self.seq += 1;
+                let f = self.decode(frame, chunk.data.len());
+                if begins && !chunk.frames.is_empty() {
+                    // This frame opens the next chunk.
+                    self.pending_data.clear();
+                    self.pending_data.extend_from_slice(frame.data);
+                    self.pending = Some(f);
+                    return;
+                }
+                self.latest = self.latest.max(f.ts);
+                chunk.data.extend_from_slice(frame.data);
+                chunk.frames.push(f);
+            });
+            match next {
+                Next::Frame if took => {}
+                // Live capture with nothing to read: what there is goes now.
+                Next::Frame | Next::Idle => break,
+                Next::End => {
+                    self.ended = true;
+                    chunk.last = true;
+                    break;
+                }
+            }
+        }
+        chunk.now = self.latest;
+        Some(chunk)
+    }
+
+    fn decode(&self, frame: Frame<'_>, start: usize) -> ChunkFrame {
+        let decoded = decode::decode(frame.link, frame.data).map(|p| {
+            let payload_start =
+                (p.payload.as_ptr() as usize).saturating_sub(frame.data.as_ptr() as usize) as u32;
+            Decoded {
+                shard: shard_of(&p) as u8,
+                src: p.src,
+                dst: p.dst,
+                src_port: p.src_port,
+                dst_port: p.dst_port,
+                transport: p.transport,
+                tcp_flags: p.tcp_flags,
+                tcp_seq: p.tcp_seq,
+                payload_start,
+                payload_len: p.payload.len() as u32,
+                truncated: p.truncated,
+            }
+        });
+        ChunkFrame {
+            seq: self.seq,
+            ts: frame.ts,
+            link: frame.link,
+            wire_len: frame.wire_len,
+            start: start as u32,
+            len: frame.data.len() as u32,
+            decoded,
+        }
+    }
+}
+
+/// Where an event arose, for ordering: `2 * seq` at the `seq`-th packet,
+/// `2 * seq + 1` at the end of a chunk whose last packet it was, `u64::MAX`
+/// at the end of the input.
+fn at_packet(seq: u64) -> u64 {
+    seq << 1
+}
+
+fn at_chunk_end(last_seq: u64) -> u64 {
+    (last_seq << 1) | 1
+}
+
+/// What one thread made of one chunk.
+#[derive(Default)]
+struct ChunkResult {
+    /// Events with where they arose (see [`at_packet`]).
+    events: Vec<(u64, Event)>,
+    writes: Vec<Keyed>,
+    /// Outcomes by frame index in the chunk (if the sink wants them).
+    outcomes: Vec<(u32, PacketOutcome)>,
+    open_flows: u64,
+    stats: PipelineStats,
+}
+
+enum Job {
+    Chunk(Arc<Chunk>, bool),
+    /// End (up to) this many more flows at the end of the input.
+    Finish(usize),
+    Policy(Option<Arc<Policy>>),
+    Rules(RuleSet),
+}
+
+/// Processes the frames of `chunk` whose shards `worker` owns (the reading
+/// thread also counts the frames that could not be decoded).
+fn process_chunk(
+    worker: &mut Worker,
+    shared: &Shared,
+    chunk: &Chunk,
+    counts_skipped: bool,
+    want_outcomes: bool,
+) -> ChunkResult {
+    let mut r = ChunkResult::default();
+    for (i, f) in chunk.frames.iter().enumerate() {
+        let outcome = match &f.decoded {
+            Ok(d) if worker.owns(usize::from(d.shard)) => {
+                let packet = chunk.packet(f, d);
+                let access = SharedAccess {
+                    shared,
+                    log: &mut r.writes,
+                };
+                let events = &mut r.events;
+                worker.process(
+                    access,
+                    f.seq,
+                    f.ts,
+                    usize::from(d.shard),
+                    &packet,
+                    f.wire_len,
+                    &mut |e| events.push((at_packet(f.seq), e)),
+                )
+            }
+            Err(skip) if counts_skipped => {
+                worker.skipped(f.ts, f.wire_len, *skip);
+                PacketOutcome::Skipped(*skip)
+            }
+            _ => continue,
+        };
+        if want_outcomes {
+            r.outcomes.push((i as u32, outcome));
+        }
+    }
+    if !chunk.frames.is_empty() {
+        let access = SharedAccess {
+            shared,
+            log: &mut r.writes,
+        };
+        let (key, events) = (at_chunk_end(chunk.last_seq()), &mut r.events);
+        worker.end_chunk(access, key, chunk.now, &mut |e| events.push((key, e)));
+    }
+    r.open_flows = worker.open_flows();
+    r.stats = worker.stats();
+    r
+}
+
+/// Flows ended per request at the end of the input: the end-of-input
+/// records are merged in order of creation a batch at a time, so they never
+/// all sit in memory at once.
+const FINISH_BATCH: usize = 4096;
+
+fn finish_batch(worker: &mut Worker, shared: &Shared, first: bool) -> (ChunkResult, bool) {
+    if first {
+        worker.begin_finish();
+    }
+    let mut r = ChunkResult::default();
+    let access = SharedAccess {
+        shared,
+        log: &mut r.writes,
+    };
+    let events = &mut r.events;
+    let more = worker.finish_some(access, FINISH_BATCH, &mut |e| events.push((u64::MAX, e)));
+    r.writes.clear();
+    r.stats = worker.stats();
+    (r, more)
+}
+
+fn event_flow(e: &Event) -> u64 {
+    match e {
+        Event::FlowEnded(r) => r.id,
+        Event::Verdict(v) => v.flow,
+    }
+}
+
+/// Which thread owns each shard. The reading thread also reads, decodes
+/// and reports, so it takes a smaller share.
+fn owners(threads: usize) -> [usize; SHARDS] {
+    let mut owners = [0; SHARDS];
+    if threads <= 1 {
+        return owners;
+    }
+    // Weight of the reading thread relative to the others.
+    const READER_SHARE: f64 = 0.5;
+    let total = READER_SHARE + (threads - 1) as f64;
+    let reader_shards = ((SHARDS as f64) * READER_SHARE / total).round() as usize;
+    for (s, owner) in owners.iter_mut().enumerate() {
+        *owner = if s < reader_shards {
+            0
+        } else {
+            1 + (s - reader_shards) % (threads - 1)
+        };
+    }
+    owners
+}
+
+/// Runs the engine over `source` until it ends (or `sink` says stop), then
+/// ends every flow. Returns the counters.
+pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink) -> PipelineStats {
+    let threads = options.threads.clamp(1, SHARDS);
+    let owners = owners(threads);
+    let mut workers: Vec<Worker> = (0..threads)
+        .map(|t| {
+            let mut w = Worker::new(&options.flows, &options.detect, |s| owners[s] == t);
+            w.set_policy(options.policy.clone());
+            w
+        })
+        .collect();
+    let shared = RwLock::new(Shared::new(&options.detect));
+    let want_outcomes = sink.wants_packets();
+    let mut reader0 = workers.remove(0);
+
+    std::thread::scope(|scope| {
+        let (result_tx, result_rx) = channel::<(usize, ChunkResult)>();
+        let mut jobs: Vec<Sender<Job>> = Vec::new();
+        for (i, worker) in workers.into_iter().enumerate() {
+            let (tx, rx) = channel::<Job>();
+            jobs.push(tx);
+            let (result_tx, shared) = (result_tx.clone(), &shared);
+            scope.spawn(move || work(i + 1, worker, rx, result_tx, shared));
+        }
+        drop(result_tx);
+        let mut reader = Reader::new();
+        let mut latest: Vec<PipelineStats> = vec![PipelineStats::default(); threads];
+        let mut peak = 0u64;
+        let mut spare: Vec<Chunk> = Vec::new();
+        let mut current = reader.read(source, Chunk::default()).map(Arc::new);
+        if let Some(c) = &current {
+            for tx in &jobs {
+                let _ = tx.send(Job::Chunk(Arc::clone(c), want_outcomes));
+            }
+        }
+        while let Some(chunk) = current.take() {
+            // Read ahead while the other threads work.
+            let mut next = if chunk.last {
+                None
+            } else {
+                reader.read(source, spare.pop().unwrap_or_default())
+            };
+            let mut results: Vec<ChunkResult> = Vec::with_capacity(threads);
+            {
+                let guard = shared.read().unwrap_or_else(|e| e.into_inner());
+                results.push(process_chunk(
+                    &mut reader0,
+                    &guard,
+                    &chunk,
+                    true,
+                    want_outcomes,
+                ));
+            }
+            results.resize_with(threads, ChunkResult::default);
+            for _ in 1..threads {
+                match result_rx.recv() {
+                    Ok((i, r)) => results[i] = r,
+                    Err(_) => break,
+                }
+            }
+            {
+                let mut guard = shared.write().unwrap_or_else(|e| e.into_inner());
+                let mut logs: Vec<Vec<Keyed>> = results
+                    .iter_mut()
+                    .map(|r| std::mem::take(&mut r.writes))
+                    .collect();
+                guard.apply_merged(&mut logs);
+            }
+            peak = peak.max(results.iter().map(|r| r.open_flows).sum());
+            for (i, r) in results.iter_mut().enumerate() {
+                latest[i] = std::mem::take(&mut r.stats);
+            }
+            let snapshot = || {
+                let mut s = merged(&latest, &shared);
+                s.flows.peak = peak;
+                s
+            };
+            match sink.chunk_done(&snapshot) {
+                Control::Continue => {}
+                Control::Stop => next = None,
+                Control::Reload { rules, policy } => {
+                    if let Some(rules) = rules {
+                        reader0.reload_rules((*rules).clone());
+                        for tx in &jobs {
+                            let _ = tx.send(Job::Rules((*rules).clone()));
+                        }
+                    }
+                    if let Some(policy) = policy {
+                        reader0.set_policy(policy.clone());
+                        for tx in &jobs {
+                            let _ = tx.send(Job::Policy(policy.clone()));
+                        }
+                    }
+                }
+            }
+            // The others start on the next chunk while this one is reported.
+            let next = next.map(Arc::new);
+            if let Some(n) = &next {
+                for tx in &jobs {
+                    let _ = tx.send(Job::Chunk(Arc::clone(n), want_outcomes));
+                }
+            }
+            report(&chunk, &mut results, sink, want_outcomes);
+            if let Ok(c) = Arc::try_unwrap(chunk) {
+                spare.push(c);
+            }
+            current = next;
+        }
+        // The end of the input: every thread ends its open flows, a batch
+        // at a time; the batches are merged by flow id.
+        let guard = shared.read().unwrap_or_else(|e| e.into_inner());
+        let mut buffers: Vec<std::collections::VecDeque<Event>> = vec![Default::default(); threads];
+        let mut more = vec![true; threads];
+        let mut first = vec![true; threads];
+        loop {
+            // Refill every empty buffer that has more to come.
+            let mut asked = 0;
+            for t in 0..threads {
+                if buffers[t].is_empty() && more[t] {
+                    if t == 0 {
+                        let (r, m) = finish_batch(&mut reader0, &guard, first[0]);
+                        take_batch(&mut buffers[0], &mut latest[0], r);
+                        more[0] = m;
+                    } else {
+                        let _ = jobs[t - 1].send(Job::Finish(usize::from(first[t])));
+                        asked += 1;
+                    }
+                    first[t] = false;
+                }
+            }
+            for _ in 0..asked {
+                match finish_rx(&result_rx) {
+                    Some((t, r, m)) => {
+                        take_batch(&mut buffers[t], &mut latest[t], r);
+                        more[t] = m;
+                    }
+                    None => more.iter_mut().for_each(|m| *m = false),
+                }
+            }
+            // Report in id order until a buffer that may have more runs dry.
+            loop {
+                let next = (0..threads)
+                    .filter_map(|t| buffers[t].front().map(|e| (event_flow(e), t)))
+                    .min();
+                let Some((_, t)) = next else {
+                    break;
+                };
+                let e = buffers[t].pop_front().expect("a front");
+                sink.event(e);
+                if buffers[t].is_empty() && more[t] {
+                    break;
+                }
+            }
+            if buffers.iter().all(|b| b.is_empty()) && more.iter().all(|m| !m) {
+                break;
+            }
+        }
+        for tx in &jobs {
+            let _ = tx.send(Job::Finish(usize::MAX));
+        }
+        drop(guard);
+        let mut stats = merged(&latest, &shared);
+        stats.flows.peak = peak.max(stats.flows_open_at_end);
+        stats
+    })
+}
+
+/// A finish batch's results from a worker thread (`more` is in the
+/// stats' place: see [`work`]).
+fn finish_rx(rx: &Receiver<(usize, ChunkResult)>) -> Option<(usize, ChunkResult, bool)> {
+    let (t, r) = rx.recv().ok()?;
+    let more = r.open_flows > 0;
+    Some((t, r, more))
+}
+
+fn take_batch(
+    buffer: &mut std::collections::VecDeque<Event>,
+    latest: &mut PipelineStats,
+    mut r: ChunkResult,
+) {
+    buffer.extend(r.events.drain(..).map(|(_, e)| e));
+    *latest = std::mem::take(&mut r.stats);
+}
+
+/// The counters of every thread and of the shared state.
+fn merged(latest: &[PipelineStats], shared: &RwLock<Shared>) -> PipelineStats {
+    let mut s = PipelineStats::default();
+    for l in latest {
+        s.add(l);
+    }
+    let guard = shared.read().unwrap_or_else(|e| e.into_inner());
+    let (cache, behaviour) = guard.stats();
+    s.set_shared(cache, behaviour);
+    s
+}
+
+/// Hands a finished chunk's events (and frames) to the sink in input order.
+fn report(chunk: &Chunk, results: &mut [ChunkResult], sink: &mut dyn Sink, want_outcomes: bool) {
+    let mut events: Vec<(u64, Event)> = results
+        .iter_mut()
+        .flat_map(|r| r.events.drain(..))
+        .collect();
+    // Stable: one flow's events at one packet keep their order.
+    events.sort_by_key(|(seq, e)| (*seq, event_flow(e)));
+    if !want_outcomes {
+        for (_, e) in events {
+            sink.event(e);
+        }
+        return;
+    }
+    let mut outcomes: Vec<Option<PacketOutcome>> = vec![None; chunk.frames.len()];
+    for r in results.iter_mut() {
+        for (i, o) in r.outcomes.drain(..) {
+            outcomes[i as usize] = Some(o);
+        }
+    }
+    // Events of a packet come before the packet, as in one thread.
+    let mut events = events.into_iter().peekable();
+    for (f, outcome) in chunk.frames.iter().zip(outcomes) {
+        while let Some((_, e)) = events.next_if(|(key, _)| *key <= at_packet(f.seq)) {
+            sink.event(e);
+        }
+        if let Some(o) = outcome {
+            let frame = Frame {
+                ts: f.ts,
+                link: f.link,
+                data: chunk.bytes(f),
+                wire_len: f.wire_len,
+            };
+            sink.packet(frame, o);
+        }
+    }
+    for (_, e) in events {
+        sink.event(e);
+    }
+}
+
+/// A worker thread: processes chunks until told to finish.
+fn work(
+    index: usize,
+    mut worker: Worker,
+    jobs: Receiver<Job>,
+    results: Sender<(usize, ChunkResult)>,
+    shared: &RwLock<Shared>,
+) {
+    while let Ok(job) = jobs.recv() {
+        match job {
+            Job::Chunk(chunk, want_outcomes) => {
+                let r = {
+                    let guard = shared.read().unwrap_or_else(|e| e.into_inner());
+                    process_chunk(&mut worker, &guard, &chunk, false, want_outcomes)
+                };
+                drop(chunk);
+                if results.send((index, r)).is_err() {
+                    return;
+                }
+            }
+            Job::Policy(p) => worker.set_policy(p),
+            Job::Rules(r) => worker.reload_rules(r),
+            // 1: the first batch, 0: the next one, anything else: done.
+            Job::Finish(first @ (0 | 1)) => {
+                let (mut r, more) = {
+                    let guard = shared.read().unwrap_or_else(|e| e.into_inner());
+                    finish_batch(&mut worker, &guard, first == 1)
+                };
+                r.open_flows = u64::from(more);
+                if results.send((index, r)).is_err() {
+                    return;
+                }
+            }
+            Job::Finish(_) => return,
+        }
+    }
+}

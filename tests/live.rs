@@ -26,6 +26,12 @@ fn ns(args: &[&str]) -> bool {
 
 #[test]
 fn live_capture_logs_reloads_and_stops_cleanly() {
+    for threads in [1, 2] {
+        scenario(threads);
+    }
+}
+
+fn scenario(threads: u16) {
     if !is_root() {
         eprintln!(
             "\n!!! SKIPPED live_capture_logs_reloads_and_stops_cleanly: needs root (network namespaces) !!!\n"
@@ -37,7 +43,7 @@ fn live_capture_logs_reloads_and_stops_cleanly() {
         );
         return;
     }
-    let name = format!("p2pg-live-{}", std::process::id());
+    let name = format!("p2pg-live-{}-{threads}", std::process::id());
     assert!(ns(&["netns", "add", &name]));
     let _cleanup = Cleanup(name.clone());
     assert!(ns(&["-n", &name, "link", "set", "lo", "up"]));
@@ -61,6 +67,7 @@ fn live_capture_logs_reloads_and_stops_cleanly() {
         .arg(&policy)
         .arg("--log")
         .arg(&log)
+        .args(["--threads", &threads.to_string()])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -247,6 +247,11 @@ pub struct LiveArgs {
     #[arg(long)]
     pub no_promisc: bool,
 
+    /// Threads to use, the capturing one included (default: 1). Flows are
+    /// split between threads by their endpoints.
+    #[arg(short = 't', long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub threads: u16,
+
     /// Policy, log, stats and detection settings.
     #[command(flatten)]
     pub run: RunArgs,

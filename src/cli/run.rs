@@ -114,6 +114,7 @@ pub fn live_command(args: LiveArgs) -> Result<bool, Failure> {
         filter: args.filter,
         snaplen: args.snaplen,
         promiscuous: !args.no_promisc,
+        threads: usize::from(args.threads),
     };
     live::run(&options, &mut rt).map_err(|e| Failure::Runtime(e.to_string()))?;
     Ok(true)

@@ -1,10 +1,21 @@
 //! `p2pguard live`: libpcap on an interface, detection and (with a policy)
 //! decisions logged as they happen; nothing is enforced.
+//!
+//! It runs the same engine as offline analysis ([`parallel`]), with as many
+//! threads as asked: a capture of what live saw, analysed later, gives the
+//! same flows (chunks close early when the interface is idle, which only
+//! makes what one flow teaches about others usable sooner).
 
-use pcap::{Capture, Precision};
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use pcap::{Active, Capture, Precision};
 
 use super::runtime::Runtime;
 use crate::decode::LinkType;
+use crate::pipeline::parallel::{self, Control, EngineOptions, Frame, Next, Source};
+use crate::pipeline::{Event, PipelineStats};
 use crate::timestamp::Timestamp;
 
 /// Capture settings.
@@ -18,6 +29,8 @@ pub struct LiveOptions {
     pub snaplen: i32,
     /// Promiscuous mode.
     pub promiscuous: bool,
+    /// Threads, the capturing one included.
+    pub threads: usize,
 }
 
 /// Why live capture could not start or went wrong.
@@ -26,6 +39,92 @@ pub enum LiveError {
     /// libpcap refused the interface or the filter.
     #[error("{0}")]
     Pcap(String),
+}
+
+/// The interface as a frame source.
+struct LiveSource {
+    cap: Capture<Active>,
+    link: LinkType,
+    /// Kernel counters (received, dropped), read once a second.
+    kernel: Rc<Cell<(u32, u32)>>,
+    kernel_read: Instant,
+}
+
+impl LiveSource {
+    fn read_kernel(&mut self) {
+        if let Ok(s) = self.cap.stats() {
+            self.kernel.set((s.received, s.dropped + s.if_dropped));
+        }
+        self.kernel_read = Instant::now();
+    }
+}
+
+impl Source for LiveSource {
+    fn next(&mut self, give: &mut dyn FnMut(Frame<'_>)) -> Next {
+        if self.kernel_read.elapsed() >= Duration::from_secs(1) {
+            self.read_kernel();
+        }
+        match self.cap.next_packet() {
+            Ok(p) => {
+                let secs = u64::try_from(p.header.ts.tv_sec).unwrap_or(0);
+                let nanos = u32::try_from(p.header.ts.tv_usec).unwrap_or(0);
+                give(Frame {
+                    ts: Timestamp::from_parts(secs, nanos),
+                    link: self.link,
+                    data: p.data,
+                    wire_len: p.header.len.max(p.header.caplen),
+                });
+                Next::Frame
+            }
+            // libpcap's read timeout does not always fire on an idle Linux
+            // interface; the capture is non-blocking and pauses when idle, so
+            // that signals and stats lines are served.
+            Err(pcap::Error::TimeoutExpired) => {
+                std::thread::sleep(Duration::from_millis(2));
+                Next::Idle
+            }
+            Err(e) => {
+                eprintln!("p2pguard: capture error: {e}");
+                Next::End
+            }
+        }
+    }
+}
+
+/// Events to the log; stats lines, reloads and stopping between chunks.
+struct LiveSink<'a> {
+    rt: &'a mut Runtime,
+    kernel: Rc<Cell<(u32, u32)>>,
+}
+
+impl parallel::Sink for LiveSink<'_> {
+    fn event(&mut self, event: Event) {
+        self.rt.log_event(event);
+    }
+
+    fn chunk_done(&mut self, stats: &dyn Fn() -> PipelineStats) -> Control {
+        let mut control = Control::Continue;
+        if self.rt.signals().take_reload() {
+            let (rules, policy) = self.rt.reload();
+            control = Control::Reload {
+                rules: rules.map(Box::new),
+                policy,
+            };
+        }
+        if self.rt.stats_due() {
+            let (received, dropped) = self.kernel.get();
+            self.rt.stats_line(&stats(), &mut || {
+                vec![
+                    ("kernel_received", serde_json::Value::from(received)),
+                    ("kernel_dropped", serde_json::Value::from(dropped)),
+                ]
+            });
+        }
+        if self.rt.signals().stop_requested() {
+            control = Control::Stop;
+        }
+        control
+    }
 }
 
 /// Captures until SIGINT/SIGTERM, then ends every open flow.
@@ -41,9 +140,6 @@ pub fn run(options: &LiveOptions, rt: &mut Runtime) -> Result<(), LiveError> {
         .precision(Precision::Nano)
         .open()
         .map_err(|e| err("cannot capture (are you root?)", e))?
-        // libpcap's read timeout does not always fire on an idle Linux
-        // interface; read without blocking and pause when idle instead, so
-        // that signals and stats lines are served.
         .setnonblock()
         .map_err(|e| err("cannot set non-blocking mode", e))?;
     if let Some(f) = &options.filter {
@@ -52,44 +148,29 @@ pub fn run(options: &LiveOptions, rt: &mut Runtime) -> Result<(), LiveError> {
     }
     let link = LinkType(cap.get_datalink().0);
     rt.note(serde_json::json!({
-        "event": "start", "mode": "live", "interface": options.interface, "link_type": link.name(),
+        "event": "start", "mode": "live", "interface": options.interface,
+        "link_type": link.name(), "threads": options.threads,
     }));
-    let mut kernel = (0u32, 0u32);
-    loop {
-        match cap.next_packet() {
-            Ok(p) => {
-                let secs = u64::try_from(p.header.ts.tv_sec).unwrap_or(0);
-                let nanos = u32::try_from(p.header.ts.tv_usec).unwrap_or(0);
-                let ts = Timestamp::from_parts(secs, nanos);
-                rt.process(ts, link, p.data, p.header.len.max(p.header.caplen));
-            }
-            Err(pcap::Error::TimeoutExpired) => {
-                std::thread::sleep(std::time::Duration::from_millis(2))
-            }
-            Err(e) => {
-                rt.note(serde_json::json!({"event": "error", "error": e.to_string()}));
-                eprintln!("p2pguard: capture error on {}: {e}", options.interface);
-                break;
-            }
-        }
-        // Kernel counters are read only when a stats line is due.
-        let mut extra = || {
-            if let Ok(s) = cap.stats() {
-                kernel = (s.received, s.dropped + s.if_dropped);
-            }
-            vec![
-                ("kernel_received", serde_json::Value::from(kernel.0)),
-                ("kernel_dropped", serde_json::Value::from(kernel.1)),
-            ]
-        };
-        if rt.tick(&mut extra) {
-            break;
-        }
-    }
-    if let Ok(s) = cap.stats() {
-        kernel = (s.received, s.dropped + s.if_dropped);
-    }
-    rt.finish();
-    rt.note(serde_json::json!({"event": "stop", "mode": "live", "kernel_received": kernel.0, "kernel_dropped": kernel.1}));
+    let kernel = Rc::new(Cell::new((0, 0)));
+    let mut source = LiveSource {
+        cap,
+        link,
+        kernel: Rc::clone(&kernel),
+        kernel_read: Instant::now(),
+    };
+    let engine = EngineOptions {
+        threads: options.threads,
+        flows: rt.flows.clone(),
+        detect: crate::detect::DetectConfig {
+            rules: rt.pipeline.detection().rules().clone(),
+            ..rt.detect.clone()
+        },
+        policy: rt.pipeline.policy().cloned(),
+    };
+    let mut sink = LiveSink { rt, kernel };
+    parallel::run(&engine, &mut source, &mut sink);
+    source.read_kernel();
+    let (received, dropped) = source.kernel.get();
+    sink.rt.note(serde_json::json!({"event": "stop", "mode": "live", "kernel_received": received, "kernel_dropped": dropped}));
     Ok(())
 }

@@ -11,7 +11,7 @@ use crate::decode::LinkType;
 use crate::detect::DetectConfig;
 use crate::detect::rules::{RuleSet, builtin_sources};
 use crate::flow::FlowConfig;
-use crate::pipeline::{Event, PacketOutcome, Pipeline};
+use crate::pipeline::{Event, PacketOutcome, Pipeline, PipelineStats};
 use crate::policy::Policy;
 use crate::timestamp::Timestamp;
 
@@ -70,6 +70,11 @@ pub struct RuntimeOptions {
 pub struct Runtime {
     /// The pipeline.
     pub pipeline: Pipeline,
+    /// Flow limits and detection settings, for the parallel engine (live
+    /// capture with several threads).
+    pub flows: FlowConfig,
+    /// See `flows`.
+    pub detect: DetectConfig,
     log: EventLog,
     reloader: Reloader,
     signals: Signals,
@@ -93,10 +98,12 @@ pub fn wall_clock() -> Timestamp {
 impl Runtime {
     /// Builds the pipeline and installs the signal handlers.
     pub fn new(options: RuntimeOptions) -> std::io::Result<Runtime> {
-        let mut pipeline = Pipeline::new(options.flows, options.detect);
+        let mut pipeline = Pipeline::new(options.flows.clone(), options.detect.clone());
         pipeline.set_policy(options.policy);
         Ok(Runtime {
             pipeline,
+            flows: options.flows,
+            detect: options.detect,
             log: options.log,
             reloader: options.reloader,
             signals: Signals::install()?,
@@ -146,63 +153,103 @@ impl Runtime {
         extra: &mut dyn FnMut() -> Vec<(&'static str, serde_json::Value)>,
     ) -> bool {
         if self.signals.take_reload() {
-            self.reload();
-        }
-        if !self.stats_every.is_zero() && self.last_stats.elapsed() >= self.stats_every {
-            self.last_stats = Instant::now();
-            let s = self.pipeline.stats();
-            let mut event = serde_json::json!({
-                "event": "stats",
-                "time": wall_clock().to_rfc3339(),
-                "packets": s.packets,
-                "bytes": s.bytes,
-                "flows_open": s.flows.created - s.flows.timed_out - s.flows.evicted - s.flows.reused,
-                "flows_created": s.flows.created,
-                "p2p_flows_ended": self.p2p_flows,
-                "decisions": s.decisions,
-                "decode_errors": s.skipped.errors(),
-                "log_errors": self.log_errors,
-            });
-            let mut line = format!(
-                "p2pguard: {} packets, {} flows ({} open), {} P2P flows ended, {} decisions",
-                s.packets, s.flows.created, event["flows_open"], self.p2p_flows, s.decisions
-            );
-            for (k, v) in extra() {
-                line.push_str(&format!(", {k} {v}"));
-                event[k] = v;
+            let (rules, policy) = self.reload();
+            if let Some(rules) = rules {
+                self.pipeline.reload_rules(rules);
             }
-            eprintln!("{line}");
-            self.note(event);
+            if let Some(policy) = policy {
+                self.pipeline.set_policy(policy);
+            }
+        }
+        if self.stats_due() {
+            let s = self.pipeline.stats();
+            self.stats_line(&s, extra);
         }
         self.signals.stop_requested()
     }
 
-    /// Reopens the log, then reloads rules and policy; a part that fails to
-    /// load is reported and the old one kept.
-    pub fn reload(&mut self) {
+    /// Whether a stats line is due (and, if so, the clock restarts).
+    pub fn stats_due(&mut self) -> bool {
+        if self.stats_every.is_zero() || self.last_stats.elapsed() < self.stats_every {
+            return false;
+        }
+        self.last_stats = Instant::now();
+        true
+    }
+
+    /// Writes a stats line (stderr) and event (log) from these counters.
+    pub fn stats_line(
+        &mut self,
+        s: &PipelineStats,
+        extra: &mut dyn FnMut() -> Vec<(&'static str, serde_json::Value)>,
+    ) {
+        let mut event = serde_json::json!({
+            "event": "stats",
+            "time": wall_clock().to_rfc3339(),
+            "packets": s.packets,
+            "bytes": s.bytes,
+            "flows_open": s.flows.created - s.flows.timed_out - s.flows.evicted - s.flows.reused,
+            "flows_created": s.flows.created,
+            "p2p_flows_ended": self.p2p_flows,
+            "decisions": s.decisions,
+            "decode_errors": s.skipped.errors(),
+            "log_errors": self.log_errors,
+        });
+        let mut line = format!(
+            "p2pguard: {} packets, {} flows ({} open), {} P2P flows ended, {} decisions",
+            s.packets, s.flows.created, event["flows_open"], self.p2p_flows, s.decisions
+        );
+        for (k, v) in extra() {
+            line.push_str(&format!(", {k} {v}"));
+            event[k] = v;
+        }
+        eprintln!("{line}");
+        self.note(event);
+    }
+
+    /// Reopens the log, then loads rules and policy again and returns the
+    /// parts that loaded (for the caller to put in force); a part that fails
+    /// to load is reported and left out, so the old one stays.
+    #[allow(clippy::type_complexity)]
+    pub fn reload(&mut self) -> (Option<RuleSet>, Option<Option<Arc<Policy>>>) {
         if let Err(e) = self.log.reopen() {
             eprintln!("p2pguard: cannot reopen the log: {e}");
         }
-        match self.reloader.load_rules() {
+        let rules = match self.reloader.load_rules() {
             Ok(rules) => {
-                self.pipeline.reload_rules(rules);
                 self.note(serde_json::json!({"event": "reload", "what": "rules", "ok": true}));
+                Some(rules)
             }
             Err(e) => {
                 eprintln!("p2pguard: rules not reloaded, keeping the old ones:\n{e}");
                 self.note(serde_json::json!({"event": "reload", "what": "rules", "ok": false, "error": e}));
+                None
             }
-        }
-        match self.reloader.load_policy() {
+        };
+        let policy = match self.reloader.load_policy() {
             Ok(policy) => {
-                self.pipeline.set_policy(policy);
                 self.note(serde_json::json!({"event": "reload", "what": "policy", "ok": true}));
+                Some(policy)
             }
             Err(e) => {
                 eprintln!("p2pguard: policy not reloaded, keeping the old one:\n{e}");
                 self.note(serde_json::json!({"event": "reload", "what": "policy", "ok": false, "error": e}));
+                None
             }
-        }
+        };
+        (rules, policy)
+    }
+
+    /// Logs what the pipeline reports (decisions; flow records of P2P
+    /// flows, or of every flow with `--log-all-flows`).
+    pub fn log_event(&mut self, event: Event) {
+        write_event(
+            &mut self.log,
+            self.log_flows,
+            &mut self.p2p_flows,
+            &mut self.log_errors,
+            event,
+        );
     }
 
     /// Ends every open flow (their records go to the log) and flushes.

@@ -384,7 +384,7 @@ fn owners(threads: usize) -> [usize; SHARDS] {
         return owners;
     }
     // Weight of the reading thread relative to the others.
-    const READER_SHARE: f64 = 0.5;
+    const READER_SHARE: f64 = 0.05;
     let total = READER_SHARE + (threads - 1) as f64;
     let reader_shards = ((SHARDS as f64) * READER_SHARE / total).round() as usize;
     for (s, owner) in owners.iter_mut().enumerate() {
@@ -420,7 +420,10 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
             let (tx, rx) = channel::<Job>();
             jobs.push(tx);
             let (result_tx, shared) = (result_tx.clone(), &shared);
-            scope.spawn(move || work(i + 1, worker, rx, result_tx, shared));
+            std::thread::Builder::new()
+                .name(format!("p2pguard-{}", i + 1))
+                .spawn_scoped(scope, move || work(i + 1, worker, rx, result_tx, shared))
+                .expect("cannot start a thread");
         }
         drop(result_tx);
         let mut reader = Reader::new();

@@ -248,3 +248,146 @@ fn counts_skips_by_reason() {
     assert_eq!(c.errors(), 2);
     assert_eq!(c.nonzero().count(), 2);
 }
+
+/// Both readings of one frame: the fast path's (if it answers) and
+/// etherparse's.
+fn both_paths(link: LinkType, frame: &[u8]) -> Option<(Packet<'_>, Result<Packet<'_>, Skip>)> {
+    let (inner, rest) = link::strip(link, frame).ok()?;
+    let fast = fast::decode(inner, rest)?;
+    Some((fast, decode_lax(inner, rest)))
+}
+
+#[test]
+fn the_fast_path_reads_plain_frames_of_every_link_type() {
+    let v4 = synth::ip_packet(
+        sock("10.0.0.1:6881"),
+        sock("10.0.0.2:80"),
+        synth::TCP_DATA,
+        b"GET /",
+    );
+    let v6 = synth::ip_packet(
+        sock("[2001:db8::1]:1"),
+        sock("[2001:db8::2]:2"),
+        L4::Udp,
+        b"d1:ad",
+    );
+    for link in [
+        LinkType::ETHERNET,
+        LinkType::LINUX_SLL,
+        LinkType::LINUX_SLL2,
+        LinkType::NULL,
+        LinkType::RAW,
+    ] {
+        for ip in [&v4, &v6] {
+            let f = synth::frame(link, ip, &[]);
+            let (fast, lax) = both_paths(link, &f).expect("the fast path answers");
+            assert_eq!(Ok(fast), lax, "{link:?}");
+        }
+    }
+    let tagged = synth::frame(LinkType::ETHERNET, &v4, &[100, 200]);
+    assert!(both_paths(LinkType::ETHERNET, &tagged).is_some());
+}
+
+#[test]
+fn the_fast_path_leaves_the_unusual_to_etherparse() {
+    let udp = synth::ip_packet(sock("10.0.0.1:1"), sock("10.0.0.2:2"), L4::Udp, b"abcdef");
+    let eth = synth::frame(LinkType::ETHERNET, &udp, &[]);
+    let decline = |f: &[u8], why: &str| {
+        let (inner, rest) = link::strip(LinkType::ETHERNET, f).unwrap();
+        assert!(fast::decode(inner, rest).is_none(), "{why}");
+    };
+    // Cut short by the snap length: etherparse marks it truncated.
+    decline(&eth[..eth.len() - 2], "snap length");
+    let mut more_fragments = eth.clone();
+    more_fragments[14 + 6] |= 0x20;
+    decline(&more_fragments, "first fragment");
+    let mut udp_too_long = eth.clone();
+    udp_too_long[14 + 20 + 4] = 0xff;
+    decline(&udp_too_long, "UDP length beyond the packet");
+    let mut icmp = eth.clone();
+    icmp[14 + 9] = 1;
+    decline(&icmp, "not TCP or UDP");
+    let v6_hop = synth::ip_packet(
+        sock("[2001:db8::1]:1"),
+        sock("[2001:db8::2]:2"),
+        L4::Udp,
+        b"x",
+    );
+    let mut v6_hop = synth::frame(LinkType::ETHERNET, &v6_hop, &[]);
+    v6_hop[14 + 6] = 0; // hop-by-hop options header
+    decline(&v6_hop, "IPv6 extension header");
+}
+
+#[test]
+fn the_fast_path_agrees_with_etherparse_on_every_recorded_frame() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/captures");
+    let mut fast = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "pcap") {
+            continue;
+        }
+        let mut cap = crate::capture::CaptureFile::open(path.to_str().unwrap()).unwrap();
+        let link = cap.link_type();
+        while let Ok(Some(frame)) = cap.next_frame() {
+            if let Some((f, lax)) = both_paths(link, frame.data) {
+                assert_eq!(Ok(f), lax, "{}", path.display());
+                fast += 1;
+            }
+        }
+    }
+    assert!(fast > 10_000, "the fast path read only {fast} frames");
+}
+
+mod agreement {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A valid TCP or UDP frame over Ethernet (0-2 tags) or raw IP, then
+    /// up to four bytes of its headers overwritten and its end moved.
+    fn mutated_frame() -> impl Strategy<Value = (LinkType, Vec<u8>)> {
+        (
+            any::<bool>(),
+            any::<bool>(),
+            0usize..3,
+            proptest::collection::vec(any::<u8>(), 0..64),
+            proptest::collection::vec((0usize..80, any::<u8>()), 0..4),
+            -8i32..8,
+            any::<bool>(),
+        )
+            .prop_map(|(v6, tcp, tags, payload, writes, end, raw)| {
+                let (a, b) = if v6 {
+                    (sock("[2001:db8::1]:6881"), sock("[2001:db8::2]:443"))
+                } else {
+                    (sock("10.1.2.3:6881"), sock("10.3.2.1:443"))
+                };
+                let l4 = if tcp { synth::TCP_DATA } else { L4::Udp };
+                let ip = synth::ip_packet(a, b, l4, &payload);
+                let link = if raw {
+                    LinkType::RAW
+                } else {
+                    LinkType::ETHERNET
+                };
+                let vlans = [7u16, 8][..tags.min(2)].to_vec();
+                let mut f = synth::frame(link, &ip, if raw { &[] } else { &vlans });
+                for (at, v) in writes {
+                    if let Some(byte) = f.get_mut(at) {
+                        *byte = v;
+                    }
+                }
+                let len = (f.len() as i32 + end).max(0) as usize;
+                f.resize(len, 0);
+                (link, f)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+        #[test]
+        fn wherever_the_fast_path_answers_etherparse_says_the_same((link, frame) in mutated_frame()) {
+            if let Some((fast, lax)) = both_paths(link, &frame) {
+                prop_assert_eq!(Ok(fast), lax);
+            }
+        }
+    }
+}

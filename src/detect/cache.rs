@@ -44,9 +44,27 @@ pub const SERVICE_PORTS: &[u16] = &[
     10000, 11211, 19302, 19305, 27015, 27017, 51820,
 ];
 
+/// One bit per port, set for the ports below 1024 and [`SERVICE_PORTS`]
+/// (asked for every new flow, so a look-up rather than a search).
+const SERVICE_PORT_BITS: [u64; 1024] = {
+    let mut bits = [0u64; 1024];
+    let mut i = 0;
+    while i < 16 {
+        bits[i] = u64::MAX;
+        i += 1;
+    }
+    let mut j = 0;
+    while j < SERVICE_PORTS.len() {
+        let p = SERVICE_PORTS[j] as usize;
+        bits[p / 64] |= 1 << (p % 64);
+        j += 1;
+    }
+    bits
+};
+
 /// Whether the cache refuses endpoints on `port`.
 pub fn is_service_port(port: u16) -> bool {
-    port < 1024 || SERVICE_PORTS.contains(&port)
+    (SERVICE_PORT_BITS[usize::from(port / 64)] >> (port % 64)) & 1 == 1
 }
 
 /// Which transports an entry covers.
@@ -323,6 +341,14 @@ mod tests {
         );
         let s = c.stats();
         assert_eq!((s.learnt, s.confirmed, s.size), (1, 1, 2));
+    }
+
+    #[test]
+    fn service_ports_are_those_below_1024_and_the_listed_ones() {
+        for port in 0..=u16::MAX {
+            let want = port < 1024 || SERVICE_PORTS.contains(&port);
+            assert_eq!(is_service_port(port), want, "port {port}");
+        }
     }
 
     #[test]

@@ -418,6 +418,18 @@ impl<T: Default> FlowTable<T> {
 
     /// Ends every flow idle for longer than its timeout at packet time `now`.
     pub fn expire(&mut self, now: Timestamp, ended: &mut impl FnMut(Flow<T>, EndReason)) {
+        let mut idle = Vec::new();
+        self.idle_flows(now, &mut idle);
+        for (_, r) in idle {
+            ended(self.take_idle(r), EndReason::IdleTimeout);
+        }
+    }
+
+    /// Lists (id and handle, appended to `out`) every flow idle for longer
+    /// than its timeout at packet time `now`, without ending any: the
+    /// caller ends them with [`FlowTable::take_idle`], in the order it
+    /// chooses.
+    pub fn idle_flows(&self, now: Timestamp, out: &mut Vec<(u64, FlowRef)>) {
         for class in [
             Class::TcpOpening,
             Class::TcpEstablished,
@@ -425,20 +437,23 @@ impl<T: Default> FlowTable<T> {
             Class::Udp,
         ] {
             let timeout = self.timeout(class);
-            loop {
-                let head = self.lists[class as usize].head;
-                if head == NONE {
+            let mut at = self.lists[class as usize].head;
+            while at != NONE {
+                let flow = self.node(at);
+                if now.since(flow.last_seen) <= timeout {
                     break;
                 }
-                let last = self.node(head).last_seen;
-                if now.since(last) <= timeout {
-                    break;
-                }
-                let flow = self.remove(head);
-                self.stats.timed_out += 1;
-                ended(flow, EndReason::IdleTimeout);
+                out.push((flow.id, FlowRef(at)));
+                at = self.links[at as usize].next;
             }
         }
+    }
+
+    /// Takes out a flow [`FlowTable::idle_flows`] listed, counted as timed
+    /// out.
+    pub fn take_idle(&mut self, r: FlowRef) -> Flow<T> {
+        self.stats.timed_out += 1;
+        self.remove(r.0)
     }
 
     /// Every flow held, by id and handle (in no particular order).

@@ -17,6 +17,7 @@
 //! also applies there what the chunk taught, so its results are the same
 //! for any number of threads.
 
+mod merge;
 pub mod parallel;
 pub mod shared;
 
@@ -274,6 +275,8 @@ pub struct Worker {
     stats: PipelineStats,
     /// Flows still to end at the end of the input, last first.
     finishing: Vec<(u64, u8, FlowRef)>,
+    /// Flows idle past their timeout at a chunk's end (reused buffer).
+    idle: Vec<(u64, u8, FlowRef)>,
 }
 
 /// Where a worker reads and writes the cross-flow state.
@@ -306,6 +309,7 @@ impl Worker {
                 ..PipelineStats::default()
             },
             finishing: Vec::new(),
+            idle: Vec::new(),
         }
     }
 
@@ -543,10 +547,25 @@ impl Worker {
         now: Timestamp,
         events: &mut impl FnMut(Event),
     ) {
-        let (mut ender, tables) = self.ender(access, order);
-        for table in tables.iter_mut().flatten() {
-            table.expire(now, &mut |flow, why| ender.end(flow, why, events));
+        // In order of creation, as the parallel engine reports them (see
+        // `parallel::report`): listed first, then ended.
+        let mut idle = std::mem::take(&mut self.idle);
+        let mut listed = Vec::new();
+        for (shard, table) in self.tables.iter().enumerate() {
+            if let Some(t) = table {
+                listed.clear();
+                t.idle_flows(now, &mut listed);
+                idle.extend(listed.iter().map(|&(id, r)| (id, shard as u8, r)));
+            }
         }
+        idle.sort_unstable_by_key(|(id, _, _)| *id);
+        let (mut ender, tables) = self.ender(access, order);
+        for (_, shard, r) in idle.drain(..) {
+            if let Some(table) = tables[usize::from(shard)].as_mut() {
+                ender.end(table.take_idle(r), EndReason::IdleTimeout, events);
+            }
+        }
+        self.idle = idle;
     }
 
     /// The input is over: lists the open flows, to be ended in order of
@@ -774,12 +793,13 @@ struct Ender<'a> {
 
 impl Ender<'_> {
     fn write(&mut self, flow: u64, ts: Timestamp, write: Write) {
-        self.log.push(Keyed {
+        let k = Keyed {
             seq: self.seq,
             flow,
             ts,
             write,
-        });
+        };
+        merge::push_in_order(self.log, k, Keyed::order);
     }
 
     /// The flow's decision under the policy: decided again when the

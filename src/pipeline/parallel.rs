@@ -13,6 +13,7 @@
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, RwLock};
 
+use super::merge::{Merge, push_in_order};
 use super::shared::{Keyed, Shared};
 use super::{
     ChunkCutter, Event, PacketOutcome, PipelineStats, SHARDS, SharedAccess, Worker, shard_of,
@@ -276,7 +277,8 @@ fn at_chunk_end(last_seq: u64) -> u64 {
     (last_seq << 1) | 1
 }
 
-/// What one thread made of one chunk.
+/// What one thread made of one chunk. Its buffers go back and forth
+/// between the threads, so that they keep their capacity.
 #[derive(Default)]
 struct ChunkResult {
     /// Events with where they arose (see [`at_packet`]).
@@ -288,8 +290,19 @@ struct ChunkResult {
     stats: PipelineStats,
 }
 
+impl ChunkResult {
+    fn clear(&mut self) {
+        self.events.clear();
+        self.writes.clear();
+        self.outcomes.clear();
+        self.open_flows = 0;
+        self.stats = PipelineStats::default();
+    }
+}
+
 enum Job {
-    Chunk(Arc<Chunk>, bool),
+    /// A chunk, whether outcomes are wanted, and emptied buffers to fill.
+    Chunk(Arc<Chunk>, bool, ChunkResult),
     /// End (up to) this many more flows at the end of the input.
     Finish(usize),
     Policy(Option<Arc<Policy>>),
@@ -304,8 +317,9 @@ fn process_chunk(
     chunk: &Chunk,
     counts_skipped: bool,
     want_outcomes: bool,
+    mut r: ChunkResult,
 ) -> ChunkResult {
-    let mut r = ChunkResult::default();
+    r.clear();
     for (i, f) in chunk.frames.iter().enumerate() {
         let outcome = match &f.decoded {
             Ok(d) if worker.owns(usize::from(d.shard)) => {
@@ -322,7 +336,7 @@ fn process_chunk(
                     usize::from(d.shard),
                     &packet,
                     f.wire_len,
-                    &mut |e| events.push((at_packet(f.seq), e)),
+                    &mut |e| push_in_order(events, (at_packet(f.seq), e), event_order),
                 )
             }
             Err(skip) if counts_skipped => {
@@ -374,6 +388,11 @@ fn event_flow(e: &Event) -> u64 {
         Event::FlowEnded(r) => r.id,
         Event::Verdict(v) => v.flow,
     }
+}
+
+/// Where an event goes in the input order: where it arose, ties by flow.
+fn event_order((at, e): &(u64, Event)) -> (u64, u64) {
+    (*at, event_flow(e))
 }
 
 /// Which thread owns each shard. The reading thread also reads, decodes
@@ -431,9 +450,16 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
         let mut peak = 0u64;
         let mut spare: Vec<Chunk> = Vec::new();
         let mut current = reader.read(source, Chunk::default()).map(Arc::new);
+        // Emptied buffers, by thread, for the next chunk but one (the next
+        // one's are sent out before this one's are emptied).
+        let mut emptied: Vec<ChunkResult> = (0..threads).map(|_| ChunkResult::default()).collect();
         if let Some(c) = &current {
             for tx in &jobs {
-                let _ = tx.send(Job::Chunk(Arc::clone(c), want_outcomes));
+                let _ = tx.send(Job::Chunk(
+                    Arc::clone(c),
+                    want_outcomes,
+                    ChunkResult::default(),
+                ));
             }
         }
         while let Some(chunk) = current.take() {
@@ -452,6 +478,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
                     &chunk,
                     true,
                     want_outcomes,
+                    std::mem::take(&mut emptied[0]),
                 ));
             }
             results.resize_with(threads, ChunkResult::default);
@@ -463,11 +490,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
             }
             {
                 let mut guard = shared.write().unwrap_or_else(|e| e.into_inner());
-                let mut logs: Vec<Vec<Keyed>> = results
-                    .iter_mut()
-                    .map(|r| std::mem::take(&mut r.writes))
-                    .collect();
-                guard.apply_merged(&mut logs);
+                guard.apply_merged(results.iter_mut().map(|r| &mut r.writes));
             }
             peak = peak.max(results.iter().map(|r| r.open_flows).sum());
             for (i, r) in results.iter_mut().enumerate() {
@@ -499,11 +522,15 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
             // The others start on the next chunk while this one is reported.
             let next = next.map(Arc::new);
             if let Some(n) = &next {
-                for tx in &jobs {
-                    let _ = tx.send(Job::Chunk(Arc::clone(n), want_outcomes));
+                for (t, tx) in jobs.iter().enumerate() {
+                    let spare = std::mem::take(&mut emptied[t + 1]);
+                    let _ = tx.send(Job::Chunk(Arc::clone(n), want_outcomes, spare));
                 }
             }
             report(&chunk, &mut results, sink, want_outcomes);
+            for (buffer, r) in emptied.iter_mut().zip(results) {
+                *buffer = r;
+            }
             if let Ok(c) = Arc::try_unwrap(chunk) {
                 spare.push(c);
             }
@@ -599,14 +626,8 @@ fn merged(latest: &[PipelineStats], shared: &RwLock<Shared>) -> PipelineStats {
 
 /// Hands a finished chunk's events (and frames) to the sink in input order.
 fn report(chunk: &Chunk, results: &mut [ChunkResult], sink: &mut dyn Sink, want_outcomes: bool) {
-    let mut events: Vec<(u64, Event)> = results
-        .iter_mut()
-        .flat_map(|r| r.events.drain(..))
-        .collect();
-    // Stable: one flow's events at one packet keep their order.
-    events.sort_by_key(|(seq, e)| (*seq, event_flow(e)));
     if !want_outcomes {
-        for (_, e) in events {
+        for (_, e) in Merge::new(results.iter_mut().map(|r| &mut r.events), event_order) {
             sink.event(e);
         }
         return;
@@ -618,7 +639,7 @@ fn report(chunk: &Chunk, results: &mut [ChunkResult], sink: &mut dyn Sink, want_
         }
     }
     // Events of a packet come before the packet, as in one thread.
-    let mut events = events.into_iter().peekable();
+    let mut events = Merge::new(results.iter_mut().map(|r| &mut r.events), event_order);
     for (f, outcome) in chunk.frames.iter().zip(outcomes) {
         while let Some((_, e)) = events.next_if(|(key, _)| *key <= at_packet(f.seq)) {
             sink.event(e);
@@ -648,10 +669,10 @@ fn work(
 ) {
     while let Ok(job) = jobs.recv() {
         match job {
-            Job::Chunk(chunk, want_outcomes) => {
+            Job::Chunk(chunk, want_outcomes, buffers) => {
                 let r = {
                     let guard = shared.read().unwrap_or_else(|e| e.into_inner());
-                    process_chunk(&mut worker, &guard, &chunk, false, want_outcomes)
+                    process_chunk(&mut worker, &guard, &chunk, false, want_outcomes, buffers)
                 };
                 drop(chunk);
                 if results.send((index, r)).is_err() {

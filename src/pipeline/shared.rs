@@ -18,6 +18,8 @@ use crate::detect::{DetectConfig, Protocol};
 use crate::flow::Endpoint;
 use crate::timestamp::Timestamp;
 
+use super::merge::Merge;
+
 /// The cross-flow state.
 #[derive(Debug)]
 pub struct Shared {
@@ -68,6 +70,15 @@ pub struct Keyed {
     pub write: Write,
 }
 
+impl Keyed {
+    /// Where the write goes in the input order: by position, ties (at a
+    /// chunk's end) by flow id, and one packet's writes to one flow in the
+    /// order they were made.
+    pub fn order(&self) -> (u64, u64) {
+        (self.seq, self.flow)
+    }
+}
+
 impl Shared {
     /// Empty state with the configured limits.
     pub fn new(detect: &DetectConfig) -> Shared {
@@ -93,14 +104,11 @@ impl Shared {
         }
     }
 
-    /// Applies writes from several threads, each list in input order, in
-    /// the order of the input (ties, at a chunk's end, by flow id).
-    pub fn apply_merged(&mut self, lists: &mut [Vec<Keyed>]) {
-        let mut all: Vec<Keyed> = lists.iter_mut().flat_map(|l| l.drain(..)).collect();
-        // Stable: one packet's writes keep the order they were made in.
-        all.sort_by_key(|k| (k.seq, k.flow));
-        for k in &all {
-            self.apply(k);
+    /// Applies writes from several threads, each list in input order (see
+    /// [`Keyed::order`]), in the order of the input.
+    pub fn apply_merged<'a>(&mut self, lists: impl IntoIterator<Item = &'a mut Vec<Keyed>>) {
+        for k in Merge::new(lists, Keyed::order) {
+            self.apply(&k);
         }
     }
 

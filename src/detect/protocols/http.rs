@@ -24,6 +24,11 @@ pub fn crlf_line(buf: &[u8]) -> Option<(&[u8], &[u8])> {
 /// the bytes after its CRLF. The version is the last word: old P2P clients
 /// put unescaped spaces in file names.
 pub fn request_line(buf: &[u8]) -> Option<(RequestLine<'_>, &[u8])> {
+    // The method first: most payloads (TLS, binary) fail here, before the
+    // search for the line's end.
+    if !buf.starts_with(b"GET ") && !buf.starts_with(b"HEAD ") {
+        return None;
+    }
     let (line, rest) = crlf_line(buf)?;
     let space = line.iter().position(|&b| b == b' ')?;
     let (method, after) = line.split_at_checked(space)?;

@@ -82,7 +82,7 @@ fn scenario(threads: u16) {
     std::fs::write(&policy, "rules:\n  - name: broken\n    action: throttle\n").unwrap();
     let pid = child.id().to_string();
     // `ip netns exec` runs p2pguard as its child; signal it by name there.
-    let signal = |sig: &str| {
+    let signal = move |sig: &str| {
         Command::new("pkill")
             .args([sig, "-P", &pid, "-f", "p2pguard"])
             .status()
@@ -95,7 +95,25 @@ fn scenario(threads: u16) {
     signal("-HUP");
     sleep(Duration::from_millis(1500));
     signal("-TERM");
+    // A run that ignores SIGTERM must fail the test, not hang it.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog = {
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || {
+            for _ in 0..200 {
+                if done.load(std::sync::atomic::Ordering::Relaxed) {
+                    return false;
+                }
+                sleep(Duration::from_millis(100));
+            }
+            signal("-KILL");
+            true
+        })
+    };
     let out = child.wait_with_output().unwrap();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let killed = watchdog.join().unwrap();
+    assert!(!killed, "live did not stop within 20 s of SIGTERM (killed)");
     assert!(
         out.status.success(),
         "exit status {:?}: {}",

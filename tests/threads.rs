@@ -19,6 +19,16 @@ fn root() -> PathBuf {
 }
 
 fn report(inputs: &[PathBuf], threads: usize, flows: &FlowConfig, policy: &Arc<Policy>) -> String {
+    report_with_pcap(inputs, threads, flows, policy, None)
+}
+
+fn report_with_pcap(
+    inputs: &[PathBuf],
+    threads: usize,
+    flows: &FlowConfig,
+    policy: &Arc<Policy>,
+    pcap_out: Option<PathBuf>,
+) -> String {
     let options = AnalyzeOptions {
         inputs: inputs
             .iter()
@@ -27,8 +37,8 @@ fn report(inputs: &[PathBuf], threads: usize, flows: &FlowConfig, policy: &Arc<P
         threads,
         flows: flows.clone(),
         detect: DetectConfig::new(RuleSet::load_with(builtin_sources(), &[]).unwrap()),
-        pcap_out: None,
-        pcap_queue_bytes: 0,
+        pcap_out,
+        pcap_queue_bytes: 1 << 20,
         pcap_queue_wait: Duration::from_secs(1),
         policy: Some(Arc::clone(policy)),
     };
@@ -117,4 +127,27 @@ fn the_report_does_not_depend_on_the_number_of_threads() {
         files.len()
     );
     assert!(files.len() >= 21, "the project's own captures are missing");
+}
+
+#[test]
+fn the_p2p_capture_does_not_depend_on_the_number_of_threads() {
+    let policy = Arc::new(Policy::from_file(&root().join("rules/policy.example.yaml")).unwrap());
+    let files = captures(&root().join("captures"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut written = Vec::new();
+    for threads in [1, 2, 3] {
+        let path = dir.path().join(format!("p2p-{threads}.pcap"));
+        let flows = FlowConfig::default();
+        let r = report_with_pcap(&files, threads, &flows, &policy, Some(path.clone()));
+        written.push((threads, r, std::fs::read(&path).unwrap()));
+    }
+    let (_, report_one, pcap_one) = &written[0];
+    assert!(pcap_one.len() > 100_000, "the P2P capture is nearly empty");
+    for (threads, report, pcap) in &written[1..] {
+        assert_eq!(report, report_one, "{threads} threads: the report differs");
+        assert!(
+            pcap == pcap_one,
+            "{threads} threads: the -w capture differs"
+        );
+    }
 }

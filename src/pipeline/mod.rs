@@ -18,6 +18,7 @@
 //! for any number of threads.
 
 mod merge;
+mod one_thread;
 pub mod parallel;
 pub mod shared;
 

@@ -269,11 +269,11 @@ impl Reader {
 /// Where an event arose, for ordering: `2 * seq` at the `seq`-th packet,
 /// `2 * seq + 1` at the end of a chunk whose last packet it was, `u64::MAX`
 /// at the end of the input.
-fn at_packet(seq: u64) -> u64 {
+pub(super) fn at_packet(seq: u64) -> u64 {
     seq << 1
 }
 
-fn at_chunk_end(last_seq: u64) -> u64 {
+pub(super) fn at_chunk_end(last_seq: u64) -> u64 {
     (last_seq << 1) | 1
 }
 
@@ -365,7 +365,7 @@ fn process_chunk(
 /// Flows ended per request at the end of the input: the end-of-input
 /// records are merged in order of creation a batch at a time, so they never
 /// all sit in memory at once.
-const FINISH_BATCH: usize = 4096;
+pub(super) const FINISH_BATCH: usize = 4096;
 
 fn finish_batch(worker: &mut Worker, shared: &Shared, first: bool) -> (ChunkResult, bool) {
     if first {
@@ -391,7 +391,7 @@ fn event_flow(e: &Event) -> u64 {
 }
 
 /// Where an event goes in the input order: where it arose, ties by flow.
-fn event_order((at, e): &(u64, Event)) -> (u64, u64) {
+pub(super) fn event_order((at, e): &(u64, Event)) -> (u64, u64) {
     (*at, event_flow(e))
 }
 
@@ -420,6 +420,9 @@ fn owners(threads: usize) -> [usize; SHARDS] {
 /// ends every flow. Returns the counters.
 pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink) -> PipelineStats {
     let threads = options.threads.clamp(1, SHARDS);
+    if threads == 1 {
+        return super::one_thread::run(options, source, sink);
+    }
     let owners = owners(threads);
     let mut workers: Vec<Worker> = (0..threads)
         .map(|t| {

@@ -10,7 +10,7 @@ APT_PACKAGES := libpcap-dev pkg-config
 # BitTorrent clients, a tracker, and the tools that measure what crosses.
 E2E_PACKAGES := iproute2 ethtool tcpdump curl opentracker iperf3 iputils-ping iptables python3 python3-libtorrent
 
-.PHONY: all deps build demo test fmt-check clippy unit eval compare-ndpi bench-enforce clean
+.PHONY: all deps build demo test fmt-check clippy unit eval compare-ndpi bench bench-enforce clean
 
 all: build
 
@@ -52,6 +52,33 @@ test: deps fmt-check clippy unit
 # Accuracy tables over the shared captures and the project's own captures.
 eval: deps
 	P2PGUARD_SHARED_CAPTURES=$(abspath $(SHARED)) $(CARGO) test --locked --release --test accuracy -- --nocapture --test-threads 1
+
+# Macro benchmark (benches/macro.py): p2pguard analyze with 1 and N threads,
+# ndpiReader and a read-only libpcap loop, one after the other on one large
+# generated capture (about 1.6 GB, made once and kept); verdicts must match
+# between 1 and N threads. Writes benches/RESULTS.md. Options for the script:
+# BENCH_ARGS, e.g. make bench BENCH_ARGS='--runs 5 --threads 2'; for the
+# generator (when the capture is missing): BENCH_GEN_ARGS.
+BENCH_CAPTURE ?= target/bench/mix.pcap
+BENCH_ARGS ?=
+BENCH_GEN_ARGS ?=
+bench: build
+	@command -v ndpiReader >/dev/null && [ -x /usr/bin/time ] || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libndpi-bin time; }
+	$(CARGO) build --release --locked --examples
+	@# Generated into a temporary name, so that an interrupted run leaves no
+	@# truncated capture behind; what the generator prints is kept beside it.
+	@if [ ! -f $(BENCH_CAPTURE) ]; then \
+		set -o pipefail; mkdir -p $(dir $(BENCH_CAPTURE)); \
+		echo "Generating $(BENCH_CAPTURE)$(if $(BENCH_GEN_ARGS),, (about 15 s, 1.6 GB))"; \
+		target/release/examples/bench-capture $(BENCH_GEN_ARGS) $(BENCH_CAPTURE).part \
+			| sed 's|^$(BENCH_CAPTURE).part:|$(BENCH_CAPTURE):|' > $(BENCH_CAPTURE).txt.part && \
+		mv $(BENCH_CAPTURE).txt.part $(BENCH_CAPTURE).txt && mv $(BENCH_CAPTURE).part $(BENCH_CAPTURE) || \
+			{ rm -f $(BENCH_CAPTURE).part $(BENCH_CAPTURE).txt.part; exit 1; }; \
+		cat $(BENCH_CAPTURE).txt; \
+	fi
+	python3 benches/macro.py --capture $(BENCH_CAPTURE) --command "make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(BENCH_ARGS)
 
 # Throughput, latency and CPU through the inline bridge and nfqueue, next to
 # the kernel's own bridge and routing (root; see tests/e2e/README.md).

@@ -1,0 +1,705 @@
+#!/usr/bin/env python3
+"""The macro benchmark of `make bench`: p2pguard against nDPI and libpcap.
+
+On one large capture (by default ``target/bench/mix.pcap``, written by the
+``bench-capture`` example), in one run on one machine, this measures:
+
+* ``baseline``: ``pcap-baseline FILE`` (``benches/pcap_baseline.rs``), a
+  minimal libpcap loop that reads every packet and does nothing else: the
+  ceiling for any libpcap-based reader, p2pguard included;
+* ``p2pguard -t 1`` and ``p2pguard -t N``: ``p2pguard analyze -q -t T -o FILE
+  CAPTURE``, its default report (the summary: totals, P2P flows by protocol,
+  top hosts) written to a file, as ndpiReader is timed with its own report
+  off; and once each with the full report, ``-f jsonl`` (one JSON line per
+  flow), timed too and shown apart, for the verdict check;
+* ``ndpiReader``: ``ndpiReader -i CAPTURE -q`` (Debian's libndpi-bin; one
+  thread, its default for a file), output to /dev/null.
+
+How it measures:
+
+* The capture is read once before anything runs (page cache warm-up), so every
+  tool reads it from memory and no tool pays for the disk; the script warns if
+  the file may not fit in the page cache.
+* The tools run one after the other, never two at once. With ``--runs K`` the
+  script makes K rounds (baseline, p2pguard -t 1, p2pguard -t N, ndpiReader),
+  so a slow drift of the machine touches every tool alike; each tool's time is
+  the median of its K runs, with the fastest and slowest kept.
+* Wall time is ``time.perf_counter`` around the run (start to reaped). Peak
+  RSS is the tool's maximum resident set size as GNU time (``/usr/bin/time
+  -f %M``, Debian's ``time``) reports it: its own small process forks the
+  tool, so the figure is the tool's alone (``os.wait4`` from this script
+  would report at least the script's own high-water RSS, which a child keeps
+  across ``exec``). It adds about a millisecond to the wall time.
+* Packets and bytes come from the baseline's own line ("N packets, B bytes";
+  bytes are frame bytes, the pcap record's original length) and must be the
+  same in every run; each p2pguard run's stats object must count the same
+  packets. packets/s = packets / median time; Gbit/s = bytes * 8 / median time.
+* Ratios (on median times; a higher ratio is better for p2pguard):
+  1 thread vs ndpiReader (target >= 4), 1 thread vs baseline (target >= 0.6),
+  N threads vs 1 thread (target >= 1.7, set for N = 2). A ratio below its
+  target prints MISS; it does not change the exit status.
+* Verdicts: the flow lines of every p2pguard output (1 and N threads, every
+  round) must be the same set of lines (each output's flow lines are hashed
+  into an order-independent digest; equal digests mean the sorted lines are
+  identical). On a difference the first differing flows are printed.
+
+Writes ``benches/RESULTS.md`` (``--results``), replacing it: date, command,
+machine, capture, the table, the ratios, p2pguard's stats, the verdict check.
+It is written even when the verdicts differ (saying so), never when a tool
+failed.
+
+Exit status: 0 on success (whatever PASS/MISS says); 1 if a tool failed, the
+packet counts disagree or the verdicts differ; 2 on a set-up error (a binary
+or the capture missing, bad arguments).
+
+Usage, from the repository root (``make bench`` does all of it):
+
+    cargo build --release --locked && cargo build --release --locked --examples
+    target/release/examples/bench-capture target/bench/mix.pcap
+    python3 benches/macro.py
+    python3 benches/macro.py --capture small.pcap --runs 1 --results /tmp/R.md
+
+Python 3 standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Targets of project issue 5, requirement 2: (ratio name, target).
+TARGET_VS_NDPI = 4.0
+TARGET_VS_BASELINE = 0.6
+TARGET_SCALING = 1.7  # set for N = 2 threads
+
+# The fixed header of RESULTS.md.
+RESULTS_HEADER = """\
+# Macro benchmark results
+
+Written by `make bench` (`benches/macro.py`) and replaced by every run: do not
+edit by hand. It holds the last run only: p2pguard `analyze` with 1 thread and
+with N threads, nDPI's `ndpiReader`, and a read-only libpcap loop (the ceiling
+for any libpcap-based reader), on the same generated capture, on the same
+machine, one after the other, the capture in the page cache. How it measures:
+the docstring of `benches/macro.py`.
+"""
+
+
+class SetupError(Exception):
+    """Something missing before any measurement: exit status 2."""
+
+
+class BenchError(Exception):
+    """A tool failed or the tools disagree: exit status 1."""
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------
+# Running one tool
+
+
+@dataclass
+class Run:
+    seconds: float
+    maxrss_kib: int
+
+
+def run_measured(label: str, argv: list[str], stdout: Path | None, workdir: Path,
+                 gnu_time: str) -> Run:
+    """Run argv to completion, timed, and return its wall time and peak RSS.
+
+    argv runs under GNU time, which writes "MAXRSS_KIB EXIT_STATUS" to a file
+    (after a "Command terminated by signal N" line if a signal ended it).
+    stdout goes to the file `stdout` (or /dev/null); stderr to a file, shown
+    if the tool fails. A non-zero exit or a signal is a BenchError.
+    """
+    err_path = workdir / "stderr.txt"
+    usage_path = workdir / "usage.txt"
+    usage_path.unlink(missing_ok=True)
+    with open(stdout if stdout else os.devnull, "wb") as out, open(err_path, "wb") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([gnu_time, "-f", "%M %x", "-o", str(usage_path)] + argv,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        # Reaped with os.wait4 rather than Popen.wait only to stop the clock
+        # at the exact moment; tell Popen it is done so it never waits again.
+        _, status, _ = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    try:
+        lines = usage_path.read_text().strip().splitlines()
+        maxrss_kib, code = map(int, lines[-1].split())
+        killed = re.search(r"terminated by signal (\d+)", "\n".join(lines))
+        if killed:
+            code = -int(killed.group(1))
+    except (OSError, ValueError, IndexError):
+        # GNU time could not run the tool (its message is in stderr).
+        maxrss_kib, code = 0, proc.returncode
+    if code != 0:
+        if code < 0:
+            how = f"was killed by {signal.Signals(-code).name}"
+        else:
+            how = f"exited with status {code}"
+        tail = err_path.read_text(errors="replace").strip().splitlines()[-15:]
+        raise BenchError(
+            f"{label} {how}\n  command: {shlex.join(argv)}\n  stderr (last lines):\n"
+            + "\n".join("    " + line for line in tail or ["(empty)"])
+        )
+    return Run(seconds, maxrss_kib)
+
+
+# --------------------------------------------------------------------------
+# Reading the tools' output
+
+
+BASELINE_LINE = re.compile(r"^(\d+) packets, (\d+) bytes$")
+
+
+def parse_baseline(path: Path) -> tuple[int, int]:
+    """(packets, frame bytes) from pcap-baseline's one output line."""
+    text = path.read_text().strip()
+    m = BASELINE_LINE.match(text)
+    if not m:
+        raise BenchError(f"pcap-baseline printed {text!r}, not 'N packets, B bytes'")
+    return int(m.group(1)), int(m.group(2))
+
+
+FLOW_MARK = b'"event":"flow"'
+STATS_MARK = b'"event":"stats"'
+
+
+@dataclass
+class Report:
+    """What the script keeps of one p2pguard jsonl output."""
+
+    path: Path
+    stats: dict
+    flow_lines: int
+    digest: int  # order-independent: sum of the lines' hashes, mod 2**128
+
+
+def line_hash(line: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(line.rstrip(b"\r\n"), digest_size=16).digest(), "big")
+
+
+def read_report(path: Path) -> Report:
+    """Stats object, flow-line count and multiset digest of a jsonl output.
+
+    The sum of per-line hashes does not depend on the order of the lines, so
+    two outputs with equal digests hold the same sorted flow lines (up to a
+    2**-128 collision), without holding a million lines in memory.
+    """
+    stats = None
+    count = 0
+    digest = 0
+    with open(path, "rb") as f:
+        for line in f:
+            if FLOW_MARK in line:
+                count += 1
+                digest += line_hash(line)
+            elif STATS_MARK in line:
+                stats = json.loads(line)
+    if stats is None:
+        raise BenchError(f"{path}: no stats object (\"event\":\"stats\") in p2pguard's output")
+    if stats.get("flows") != count:
+        raise BenchError(
+            f"{path}: {count} flow lines but the stats object says {stats.get('flows')} flows"
+        )
+    return Report(path, stats, count, digest % (1 << 128))
+
+
+def flow_key(flow: dict) -> tuple:
+    """Which flow a line is about: its id (the flow's position in the input,
+    the same for any thread count), else its transport, endpoints and start."""
+    if isinstance(flow.get("id"), int):
+        return (0, flow["id"])
+    return (1, repr((flow.get("transport"), flow.get("src_ip"), flow.get("src_port"),
+                     flow.get("dst_ip"), flow.get("dst_port"), flow.get("first_seen"))))
+
+
+def flow_name(flow: dict) -> str:
+    def endpoint(ip, port):
+        return f"[{ip}]:{port}" if ":" in str(ip) else f"{ip}:{port}"
+
+    return (f"id {flow.get('id')}: {flow.get('transport')} "
+            f"{endpoint(flow.get('src_ip'), flow.get('src_port'))} -> "
+            f"{endpoint(flow.get('dst_ip'), flow.get('dst_port'))}, first seen {flow.get('first_seen')}")
+
+
+def describe_differences(a: Report, a_name: str, b: Report, b_name: str, limit: int = 10) -> list[str]:
+    """The first differing flows of two outputs, as readable lines.
+
+    A flow (same id) in both outputs with other fields is shown field by
+    field; a flow only in one output is shown whole.
+    """
+    # Which line hashes are in one output more often than in the other.
+    counts: dict[int, int] = {}
+    for report, sign in ((a, 1), (b, -1)):
+        with open(report.path, "rb") as f:
+            for line in f:
+                if FLOW_MARK in line:
+                    h = line_hash(line)
+                    counts[h] = counts.get(h, 0) + sign
+    extra = {h for h, n in counts.items() if n != 0}
+    del counts
+    only: dict[str, dict[tuple, dict]] = {}
+    for report, name in ((a, a_name), (b, b_name)):
+        found = only.setdefault(name, {})
+        with open(report.path, "rb") as f:
+            for line in f:
+                if FLOW_MARK in line and line_hash(line) in extra:
+                    flow = json.loads(line)
+                    found[flow_key(flow)] = flow
+    in_a, in_b = only[a_name], only[b_name]
+    out = [f"{len(in_a)} flow lines only in {a_name}, {len(in_b)} only in {b_name}"]
+    printed = 0
+    for key in sorted(set(in_a) | set(in_b)):
+        if printed == limit:
+            out.append("  ...")
+            break
+        printed += 1
+        if key in in_a and key in in_b:
+            fa, fb = in_a[key], in_b[key]
+            fields = sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
+            out.append(f"  flow {flow_name(fa)}:")
+            for k in fields:
+                out.append(f"    {k}: {json.dumps(fa.get(k))} ({a_name}) vs {json.dumps(fb.get(k))} ({b_name})")
+        else:
+            name, flow = (a_name, in_a[key]) if key in in_a else (b_name, in_b[key])
+            out.append(f"  only in {name}: {json.dumps(flow, separators=(',', ':'))}")
+    return out
+
+
+# --------------------------------------------------------------------------
+# Machine and versions
+
+
+def command_output(argv: list[str]) -> str | None:
+    """stdout+stderr of a short command, or None if it cannot run."""
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (r.stdout + r.stderr).strip()
+
+
+def machine_info(ndpi: str, p2pguard: str) -> dict[str, str]:
+    info: dict[str, str] = {}
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    models = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+    info["CPU"] = f"{models[0]} ({len(models)} logical CPUs)" if models else platform.processor() or "?"
+    info["nproc"] = command_output(["nproc"]) or str(len(os.sched_getaffinity(0)))
+    meminfo = Path("/proc/meminfo").read_text()
+    m = re.search(r"^MemTotal:\s*(\d+) kB", meminfo, re.M)
+    info["MemTotal"] = f"{int(m.group(1)) / 1048576:.1f} GiB ({m.group(1)} kB)" if m else "?"
+    info["kernel"] = os.uname().release
+    # libpcap: the version from pcap-config (libpcap-dev) if there, and the
+    # shared library the dynamic linker finds, which is what the tools load.
+    pcap_version = command_output(["pcap-config", "--version"]) if shutil.which("pcap-config") else None
+    ldconfig = command_output(["ldconfig", "-p"]) or ""
+    libs = sorted({re.sub(r"\s+", " ", line.strip()) for line in ldconfig.splitlines()
+                   if "libpcap.so" in line})
+    parts = [f"{pcap_version} (pcap-config --version)"] if pcap_version else []
+    if libs:
+        parts.append("ldconfig -p: " + "; ".join(libs))
+    info["libpcap"] = ", ".join(parts) or "?"
+    help_text = command_output([ndpi, "-h"]) or ""
+    m = re.search(r"Welcome to nDPI\s+(\S+)", help_text)
+    info["ndpiReader"] = f"nDPI {m.group(1)} (banner of `ndpiReader -h`)" if m else "?"
+    deb = command_output(["dpkg-query", "-W", "-f=${Version}", "libndpi-bin"])
+    if deb and "no packages" not in deb:
+        info["ndpiReader"] += f", Debian libndpi-bin {deb}"
+    git = ["git", "-C", str(ROOT)]
+    commit = command_output(git + ["rev-parse", "--short=12", "HEAD"])
+    dirty = command_output(git + ["status", "--porcelain", "--untracked-files=no"])
+    built = datetime.datetime.fromtimestamp(os.stat(p2pguard).st_mtime, datetime.timezone.utc)
+    info["p2pguard"] = (f"`{shown(p2pguard)}` built {built.strftime('%Y-%m-%d %H:%M')} UTC, "
+                        f"work tree at commit {commit or '?'}"
+                        + (" with uncommitted changes" if dirty else ""))
+    info["rustc"] = command_output(["rustc", "-V"]) or "?"
+    info["Python"] = platform.python_version()
+    return info
+
+
+# --------------------------------------------------------------------------
+# Formatting
+
+
+def shown(path) -> str:
+    """A path as RESULTS.md shows it: relative to the repository if inside it."""
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(path)
+
+
+def mib(kib: int) -> str:
+    return f"{kib / 1024:.1f}"
+
+
+def group(n: float) -> str:
+    return f"{n:,.0f}"
+
+
+def markdown_table(header: list[str], rows: list[list[str]], right: set[int]) -> list[str]:
+    """A Markdown table padded to be read as plain text too."""
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+
+    def fmt(row):
+        cells = [str(c).rjust(w) if i in right else str(c).ljust(w)
+                 for i, (c, w) in enumerate(zip(row, widths))]
+        return "| " + " | ".join(cells) + " |"
+
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if i in right else ("-" * (w + 2))
+                          for i, w in enumerate(widths)) + "|"
+    return [fmt(header), rule] + [fmt(r) for r in rows]
+
+
+def read_generator_summary(path: Path, packets: int) -> list[str] | None:
+    """bench-capture's printed summary, kept beside the capture by `make bench`,
+    if it describes this capture (same packet count); else None."""
+    try:
+        lines = path.read_text().strip().splitlines()
+    except OSError:
+        return None
+    m = re.search(r": (\d+) packets, ", lines[0]) if lines else None
+    if not m or int(m.group(1)) != packets:
+        log(f"note: {path} does not describe this capture (packet count differs); left out")
+        return None
+    return lines
+
+
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Tool:
+    key: str
+    label: str
+    runs: list[Run] = field(default_factory=list)
+
+    def median(self) -> float:
+        return statistics.median(r.seconds for r in self.runs)
+
+    def peak_rss(self) -> int:
+        return max(r.maxrss_kib for r in self.runs)
+
+
+def warm_page_cache(path: Path) -> float:
+    """Read the whole file once; return the seconds it took."""
+    t0 = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(16 << 20)
+        while f.readinto(buf):
+            pass
+    return time.perf_counter() - t0
+
+
+def check_cache_fit(size: int) -> None:
+    m = re.search(r"^MemAvailable:\s*(\d+) kB", Path("/proc/meminfo").read_text(), re.M)
+    if m and size > 0.7 * int(m.group(1)) * 1024:
+        log(f"WARNING: the capture ({size / 2**30:.1f} GiB) is over 70% of the available memory "
+            f"({int(m.group(1)) / 2**20:.1f} GiB): it may not stay in the page cache, and the "
+            "tools would then be timed reading the disk")
+
+
+def executable(path: str, what: str) -> str:
+    found = shutil.which(path)
+    if not found:
+        raise SetupError(f"{what} not found or not executable: {path}")
+    return found
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description="Macro benchmark: p2pguard (1 and N threads), ndpiReader and a libpcap "
+        "read-only loop on one capture; writes RESULTS.md.")
+    ap.add_argument("--capture", type=Path, default=ROOT / "target/bench/mix.pcap",
+                    help="the capture (default: target/bench/mix.pcap)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                    help="N, the threads of the parallel p2pguard run (default: os.cpu_count())")
+    ap.add_argument("--runs", type=int, default=3,
+                    help="runs per tool; the median is reported, with min and max (default 3)")
+    ap.add_argument("--results", type=Path, default=ROOT / "benches/RESULTS.md",
+                    help="Markdown file to write (replaced; default benches/RESULTS.md)")
+    ap.add_argument("--p2pguard", default=str(ROOT / "target/release/p2pguard"),
+                    help="p2pguard binary (default: target/release/p2pguard)")
+    ap.add_argument("--baseline", default=str(ROOT / "target/release/examples/pcap-baseline"),
+                    help="read-only libpcap loop (default: target/release/examples/pcap-baseline)")
+    ap.add_argument("--ndpi", default="ndpiReader", help="ndpiReader binary (default: ndpiReader)")
+    ap.add_argument("--time", default="/usr/bin/time",
+                    help="GNU time, for the peak RSS (default: /usr/bin/time; Debian's `time`)")
+    ap.add_argument("--generator-summary", type=Path, default=None,
+                    help="bench-capture's printed summary, put in RESULTS.md if it matches the "
+                    "capture (default: CAPTURE.txt)")
+    ap.add_argument("--command", default=None,
+                    help="the command to record in RESULTS.md (make bench passes `make bench`; "
+                    "default: this script's own command line)")
+    ap.add_argument("--tmpdir", type=Path, default=None,
+                    help="where p2pguard's reports go (default: the system's temp dir)")
+    args = ap.parse_args()
+    if args.runs < 1 or args.threads < 1:
+        raise SetupError("--runs and --threads must be at least 1")
+
+    capture = args.capture
+    if not capture.is_file():
+        raise SetupError(f"capture not found: {capture} (make bench generates target/bench/mix.pcap)")
+    p2pguard = executable(args.p2pguard, "p2pguard")
+    baseline = executable(args.baseline, "pcap-baseline (cargo build --release --locked --examples)")
+    ndpi = executable(args.ndpi, "ndpiReader (apt-get install libndpi-bin)")
+    gnu_time = executable(args.time, "GNU time (apt-get install time)")
+    n = args.threads
+    # This script's command line, less --command (recorded apart).
+    own_args, skip = [], False
+    for a in sys.argv[1:]:
+        if skip or a.startswith("--command="):
+            skip = False
+        elif a == "--command":
+            skip = True
+        else:
+            own_args.append(a)
+    script_command = shlex.join(["python3", os.path.relpath(__file__)] + own_args)
+    command = args.command or script_command
+    started = datetime.datetime.now(datetime.timezone.utc)
+    load_before = os.getloadavg()
+    if load_before[0] > 0.5:
+        log(f"WARNING: load average {load_before[0]:.2f} at the start: other work on this machine "
+            "can slow any tool down and skew the ratios")
+
+    size = capture.stat().st_size
+    check_cache_fit(size)
+    log(f"warming the page cache: reading {capture} ({size / 1e6:.0f} MB) once ...")
+    cold = warm_page_cache(capture)
+    log(f"  read in {cold:.2f} s ({size / cold / 1e9:.2f} GB/s)")
+
+    tools = {
+        "baseline": Tool("baseline", "baseline (libpcap read-only loop)"),
+        "t1": Tool("t1", "p2pguard analyze -t 1"),
+        "tn": Tool("tn", f"p2pguard analyze -t {n}"),
+        "ndpi": Tool("ndpi", "ndpiReader (nDPI, 1 thread)"),
+        # The full report, for the verdict check (round 1 only).
+        "t1j": Tool("t1j", "p2pguard analyze -t 1 -f jsonl"),
+        "tnj": Tool("tnj", f"p2pguard analyze -t {n} -f jsonl"),
+    }
+    cap = str(capture)
+    reports: dict[tuple[str, int], Report] = {}  # (tool key, round) -> report
+    packets = frame_bytes = None
+
+    with tempfile.TemporaryDirectory(prefix="p2pguard-bench-", dir=args.tmpdir) as tmp:
+        work = Path(tmp)
+        for r in range(1, args.runs + 1):
+            for key, tool in tools.items():
+                out = None
+                if key in ("t1j", "tnj") and r > 1:
+                    continue
+                if key == "baseline":
+                    out = work / "baseline.txt"
+                    argv = [baseline, cap]
+                elif key in ("t1", "tn", "t1j", "tnj"):
+                    jsonl = key.endswith("j")
+                    out = work / f"p2pguard-{key}-run{r}.{'jsonl' if jsonl else 'txt'}"
+                    threads = 1 if key.startswith("t1") else n
+                    # -q: never a progress bar. The report goes to -o FILE;
+                    # p2pguard's stdout (then empty) to /dev/null.
+                    argv = [p2pguard, "analyze", "-q", "-t", str(threads)]
+                    argv += ["-f", "jsonl"] if jsonl else []
+                    argv += ["-o", str(out), cap]
+                else:
+                    argv = [ndpi, "-i", cap, "-q"]
+                p2p = key in ("t1", "tn", "t1j", "tnj")
+                run = run_measured(tool.label, argv, None if p2p else out, work, gnu_time)
+                tool.runs.append(run)
+                log(f"[round {r}/{args.runs}] {tool.label}: {run.seconds:.3f} s, "
+                    f"peak RSS {mib(run.maxrss_kib)} MiB")
+
+                # Check each run's counts as soon as it ends.
+                if key == "baseline":
+                    counts = parse_baseline(out)
+                    if packets is not None and counts != (packets, frame_bytes):
+                        raise BenchError(f"pcap-baseline counted {counts} in round {r}, "
+                                         f"{(packets, frame_bytes)} before")
+                    packets, frame_bytes = counts
+                elif key in ("t1", "tn"):
+                    if "P2P" not in out.read_text(errors="replace"):
+                        raise BenchError(f"{tool.label} (round {r}): no summary in {out}")
+                elif key in ("t1j", "tnj"):
+                    report = read_report(out)
+                    if report.stats.get("packets") != packets:
+                        raise BenchError(
+                            f"{tool.label} (round {r}) counted {report.stats.get('packets')} "
+                            f"packets, the baseline {packets}")
+                    reports[(key, r)] = report
+
+        # ---- verdicts: the N-thread output against the 1-thread one
+        ref = reports[("t1j", 1)]
+        ref_name = "1 thread"
+        verdict_lines: list[str] = []
+        same = True
+        for (key, r), report in reports.items():
+            if report is ref or report.digest == ref.digest:
+                continue
+            same = False
+            name = f"{n} threads"
+            verdict_lines += [f"verdicts identical: NO: {ref_name} vs {name}"]
+            verdict_lines += describe_differences(ref, ref_name, report, name)
+        if same:
+            verdict_lines = [f"verdicts identical: yes ({ref.flow_lines} flows; "
+                             f"sorted flow lines of the jsonl reports of 1 and {n} threads)"]
+        if n == 1:
+            verdict_lines.append("note: N = 1, so the N-thread run is a second 1-thread run")
+        stats_t1 = ref.stats
+        stats_tn = reports[("tnj", 1)].stats
+
+    # ---- the table
+    rows = []
+    for tool in tools.values():
+        if tool.key in ("t1j", "tnj"):
+            continue
+        t = tool.median()
+        secs = [run.seconds for run in tool.runs]
+        rows.append([tool.label, f"{t:.3f}", f"{min(secs):.3f}-{max(secs):.3f}",
+                     group(packets / t), f"{frame_bytes * 8 / t / 1e9:.2f}", mib(tool.peak_rss())])
+    table = markdown_table(
+        ["tool", "median s", "min-max s", "packets/s", "Gbit/s", "peak RSS MiB"],
+        rows, right={1, 2, 3, 4, 5})
+    # The runs with the full report (one run each).
+    full_rows = []
+    for key in ("t1j", "tnj"):
+        run = tools[key].runs[0]
+        full_rows.append([tools[key].label, f"{run.seconds:.3f}", group(packets / run.seconds),
+                          f"{frame_bytes * 8 / run.seconds / 1e9:.2f}", mib(run.maxrss_kib)])
+    full_table = markdown_table(["with the full report", "s", "packets/s", "Gbit/s",
+                                 "peak RSS MiB"], full_rows, right={1, 2, 3, 4})
+
+    # ---- ratios: throughput of the first over the second, on median times
+    t_base, t1, tn, t_ndpi = (tools[k].median() for k in ("baseline", "t1", "tn", "ndpi"))
+
+    def verdict(value: float, target: float) -> str:
+        return "PASS" if value >= target else "MISS"
+
+    ratio_rows = [
+        ["p2pguard 1 thread vs ndpiReader", f"{t_ndpi / t1:.2f}x", f">= {TARGET_VS_NDPI:g}x",
+         verdict(t_ndpi / t1, TARGET_VS_NDPI)],
+        ["p2pguard 1 thread vs baseline", f"{t_base / t1:.2f}", f">= {TARGET_VS_BASELINE:g}",
+         verdict(t_base / t1, TARGET_VS_BASELINE)],
+    ]
+    if n == 1:
+        ratio_rows.append(["p2pguard 1 thread vs 1 thread", f"{t1 / tn:.2f}x", "n/a (N = 1)", "n/a"])
+    else:
+        target = f">= {TARGET_SCALING:g}x" + ("" if n == 2 else " (set for N = 2)")
+        ratio_rows.append([f"p2pguard {n} threads vs 1 thread", f"{t1 / tn:.2f}x", target,
+                           verdict(t1 / tn, TARGET_SCALING)])
+    ratios = markdown_table(["ratio of packets/s", "value", "target", ""],
+                            ratio_rows, right={1})
+
+    # ---- p2pguard's own stats
+    def stat_row(name, get):
+        a, b = get(stats_t1), get(stats_tn)
+        return [name, group(a), group(b)]
+
+    stat_rows = [
+        stat_row("flows", lambda s: s["flows"]),
+        stat_row("P2P flows", lambda s: s["p2p_flows"]),
+        stat_row("peak flows (flow table)", lambda s: s["flow_table"]["peak"]),
+        stat_row("flows evicted (table full)", lambda s: s["flow_table"]["evicted"]),
+        stat_row("bytes_per_flow (flow table entry)", lambda s: s["flow_table"]["bytes_per_flow"]),
+    ]
+    stats_table = markdown_table(["p2pguard stats", "1 thread", f"{n} threads"], stat_rows,
+                                 right={1, 2})
+
+    # ---- print
+    print()
+    print(f"capture: {capture}: {size / 1e6:.1f} MB, {group(packets)} packets, "
+          f"{group(frame_bytes)} bytes of frames, {group(stats_t1['flows'])} flows "
+          f"({group(stats_t1['p2p_flows'])} P2P)")
+    print(f"median of {args.runs} run(s) per tool, tools one at a time, capture in the page cache")
+    print()
+    print("\n".join(table))
+    print()
+    print("\n".join(full_table))
+    print()
+    print("\n".join(ratios))
+    print()
+    print("\n".join(stats_table))
+    print()
+    print("\n".join(verdict_lines))
+
+    # ---- RESULTS.md
+    machine = machine_info(ndpi, p2pguard)
+    summary_path = args.generator_summary or Path(str(capture) + ".txt")
+    generator = read_generator_summary(summary_path, packets)
+    md = [RESULTS_HEADER]
+    md += ["## Run", "",
+           f"- Date (UTC): {started.strftime('%Y-%m-%d %H:%M:%S')}",
+           f"- Command: `{command}`"]
+    if command != script_command:
+        md.append(f"- Which ran: `{script_command}`")
+    load_after = os.getloadavg()
+    md += [f"- Load average (1 min) of the machine: {load_before[0]:.2f} at the start, "
+           f"{load_after[0]:.2f} at the end (which includes the benchmark's own load)"]
+    md += [f"- Runs: {args.runs} per tool, in rounds (baseline, 1 thread, {n} threads, "
+           "ndpiReader); times are medians, min-max is the spread", ""]
+    md += ["## Machine", ""] + [f"- {k}: {v}" for k, v in machine.items()] + [""]
+    md += ["## Capture", "",
+           f"- File: `{shown(capture)}`, "
+           f"{size:,} bytes ({size / 1e9:.2f} GB); read once in {cold:.2f} s to warm the page cache",
+           f"- {packets:,} packets, {frame_bytes:,} bytes of frames "
+           f"({frame_bytes / packets:.0f} B mean), counted by the baseline",
+           f"- {stats_t1['flows']:,} flows, {stats_t1['p2p_flows']:,} named P2P, by p2pguard", ""]
+    if generator:
+        md += ["Generated by `bench-capture`, which printed:", "", "```text"] + generator + ["```", ""]
+    md += ["## Results", ""] + table + [""]
+    md += ["packets/s and Gbit/s: the capture's packets and frame bytes over the median time. "
+           "Peak RSS: the highest maximum resident set size of the tool's runs (GNU time's %M). "
+           "p2pguard's time includes writing its default report (the summary) to a file; "
+           "ndpiReader runs with its report off (-q).", ""]
+    md += ["The same p2pguard runs with the full report, one JSON line per flow "
+           "(`-f jsonl`, used for the verdict check), one run each:", ""] + full_table + [""]
+    md += ["## Ratios", ""] + ratios + [""]
+    md += ["Each ratio is the first tool's packets/s over the second's, on median times "
+           "(so `2x` means twice as fast); PASS when it reaches the target of project issue 5.", ""]
+    md += ["## p2pguard's stats", ""] + stats_table + [""]
+    md += ["## Verdicts", ""] + ["```text"] + verdict_lines + ["```", ""]
+    # The tools' command lines, as run (TMP: the temporary directory).
+    pg, capture_shown = shown(p2pguard), shown(capture)
+    md += ["## Commands", "",
+           f"Each under `{gnu_time} -f '%M %x' -o TMP/usage.txt COMMAND...` (GNU time), "
+           "which measures the peak RSS.", "", "```text",
+           shlex.join([shown(baseline), capture_shown]) + "  > TMP/baseline.txt",
+           shlex.join([pg, "analyze", "-q", "-t", "1", "-o", "TMP/t1.txt", capture_shown]),
+           shlex.join([pg, "analyze", "-q", "-t", str(n), "-o", "TMP/tn.txt", capture_shown]),
+           shlex.join([pg, "analyze", "-q", "-t", "1", "-f", "jsonl", "-o", "TMP/t1.jsonl", capture_shown]),
+           shlex.join([pg, "analyze", "-q", "-t", str(n), "-f", "jsonl", "-o", "TMP/tn.jsonl", capture_shown]),
+           shlex.join([ndpi, "-i", capture_shown, "-q"]) + "  > /dev/null", "```", ""]
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text("\n".join(md))
+    print(f"\nwritten: {args.results}")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except SetupError as e:
+        log(f"ERROR (set-up): {e}")
+        sys.exit(2)
+    except BenchError as e:
+        log(f"ERROR: {e}")
+        sys.exit(1)

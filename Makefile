@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SHARED ?= ../shared/captures
 DEMO_CAPTURE ?= captures/bt-dht.pcap
-APT_PACKAGES := libpcap-dev pkg-config
+APT_PACKAGES := libpcap-dev pkg-config time
 # For the end-to-end enforcement tests (tests/e2e/README.md): namespaces, real
 # BitTorrent clients, a tracker, and the tools that measure what crosses.
 E2E_PACKAGES := iproute2 ethtool tcpdump curl opentracker iperf3 iputils-ping iptables python3 python3-libtorrent

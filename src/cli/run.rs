@@ -36,6 +36,9 @@ pub enum Failure {
 
 const PROGRESS_MIN_BYTES: u64 = 4_000_000;
 
+/// The report's write buffer: a million flow records are hundreds of MB.
+const OUTPUT_BUFFER: usize = 1 << 20;
+
 /// Turns the shared detection options into a validated configuration:
 /// rules compiled, limits checked.
 fn detect_config(args: &DetectArgs) -> Result<(FlowConfig, DetectConfig), Failure> {
@@ -189,10 +192,13 @@ pub fn analyze_command(args: AnalyzeArgs) -> Result<bool, Failure> {
     };
 
     let out: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(BufWriter::new(File::create(path).map_err(|e| {
-            Failure::Runtime(format!("{}: cannot create the report: {e}", path.display()))
-        })?)),
-        None => Box::new(BufWriter::new(io::stdout().lock())),
+        Some(path) => Box::new(BufWriter::with_capacity(
+            OUTPUT_BUFFER,
+            File::create(path).map_err(|e| {
+                Failure::Runtime(format!("{}: cannot create the report: {e}", path.display()))
+            })?,
+        )),
+        None => Box::new(BufWriter::with_capacity(OUTPUT_BUFFER, io::stdout().lock())),
     };
     let mut sink: Box<dyn FlowSink> = match args.format {
         Format::Summary => Box::new(SummaryWriter::new(out, args.top)),

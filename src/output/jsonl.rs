@@ -9,12 +9,26 @@ use crate::pipeline::VerdictEvent;
 pub struct JsonLinesWriter<W: Write> {
     out: W,
     p2p_only: bool,
+    /// One line, built whole before it is written (serde writes a record
+    /// in dozens of small pieces).
+    line: Vec<u8>,
 }
 
 impl<W: Write> JsonLinesWriter<W> {
     /// A writer; with `p2p_only`, flows not named P2P are left out.
     pub fn new(out: W, p2p_only: bool) -> Self {
-        JsonLinesWriter { out, p2p_only }
+        JsonLinesWriter {
+            out,
+            p2p_only,
+            line: Vec::with_capacity(1024),
+        }
+    }
+
+    fn write_line(&mut self, value: &impl serde::Serialize) -> io::Result<()> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, value)?;
+        self.line.push(b'\n');
+        self.out.write_all(&self.line)
     }
 }
 
@@ -23,18 +37,15 @@ impl<W: Write> FlowSink for JsonLinesWriter<W> {
         if self.p2p_only && !record.is_p2p() {
             return Ok(());
         }
-        serde_json::to_writer(&mut self.out, &record.row())?;
-        self.out.write_all(b"\n")
+        self.write_line(&record.row())
     }
 
     fn verdict(&mut self, event: &VerdictEvent) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, &event.to_json())?;
-        self.out.write_all(b"\n")
+        self.write_line(&event.to_json())
     }
 
     fn finish(&mut self, stats: &RunStats) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, &stats.to_json())?;
-        self.out.write_all(b"\n")?;
+        self.write_line(&stats.to_json())?;
         self.out.flush()
     }
 }

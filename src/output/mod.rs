@@ -22,7 +22,12 @@ use crate::detect::{Confidence, Facts, Protocol};
 use crate::flow::{EndReason, Endpoint};
 use crate::pipeline::{PipelineStats, VerdictEvent};
 use crate::policy::Action;
-use crate::timestamp::Timestamp;
+use crate::timestamp::{Rfc3339, Timestamp};
+
+/// Serialises a value by its `Display` text, without building a string.
+fn as_text<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
 
 /// Everything reported about one flow when it ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,12 +107,12 @@ impl FlowRecord {
             event: "flow",
             id: self.id,
             transport: self.transport.as_str(),
-            src_ip: self.src.ip().to_string(),
+            src_ip: self.src.ip(),
             src_port: self.src.port(),
-            dst_ip: self.dst.ip().to_string(),
+            dst_ip: self.dst.ip(),
             dst_port: self.dst.port(),
-            first_seen: self.first_seen.to_rfc3339(),
-            last_seen: self.last_seen.to_rfc3339(),
+            first_seen: self.first_seen.rfc3339(),
+            last_seen: self.last_seen.rfc3339(),
             src_packets: self.packets[0],
             dst_packets: self.packets[1],
             src_bytes: self.bytes[0],
@@ -143,17 +148,19 @@ pub struct FlowRow<'a> {
     /// `tcp` or `udp`.
     pub transport: &'static str,
     /// Originator address.
-    pub src_ip: String,
+    #[serde(serialize_with = "as_text")]
+    pub src_ip: std::net::IpAddr,
     /// Originator port.
     pub src_port: u16,
     /// Responder address.
-    pub dst_ip: String,
+    #[serde(serialize_with = "as_text")]
+    pub dst_ip: std::net::IpAddr,
     /// Responder port.
     pub dst_port: u16,
     /// RFC 3339 UTC.
-    pub first_seen: String,
+    pub first_seen: Rfc3339,
     /// RFC 3339 UTC.
-    pub last_seen: String,
+    pub last_seen: Rfc3339,
     /// Packets from the originator.
     pub src_packets: u64,
     /// Packets from the responder.

@@ -49,6 +49,12 @@ pub const CHUNK_PACKETS: usize = 4096;
 /// Most packet time a chunk spans.
 pub const CHUNK_SPAN: Duration = Duration::from_millis(100);
 
+/// The flows shard `shard` may hold of a cap of `max_flows` in all.
+pub fn shard_cap(max_flows: usize, shard: usize) -> usize {
+    let extra = usize::from(shard < max_flows % SHARDS);
+    (max_flows / SHARDS + extra).max(1)
+}
+
 /// The shard that owns the flow of `packet`.
 pub fn shard_of(packet: &Packet<'_>) -> usize {
     let src = Endpoint::new(packet.src, packet.src_port);
@@ -290,15 +296,20 @@ pub struct SharedAccess<'a> {
 
 impl Worker {
     /// A worker owning the shards `owns(shard)` says, of flow tables split
-    /// from `flows` (each shard holds `max_flows / SHARDS`, rounded up).
+    /// from `flows`: the cap is shared out so that the shards together
+    /// hold at most `max_flows` (each at least one, so never fewer than
+    /// [`SHARDS`] in all).
     pub fn new(flows: &FlowConfig, detect: &DetectConfig, owns: impl Fn(usize) -> bool) -> Worker {
-        let per_shard = FlowConfig {
-            max_flows: flows.max_flows.div_ceil(SHARDS).max(1),
-            ..flows.clone()
-        };
         Worker {
             tables: (0..SHARDS)
-                .map(|s| owns(s).then(|| FlowTable::new(per_shard.clone())))
+                .map(|s| {
+                    owns(s).then(|| {
+                        FlowTable::new(FlowConfig {
+                            max_flows: shard_cap(flows.max_flows, s),
+                            ..flows.clone()
+                        })
+                    })
+                })
                 .collect(),
             detection: Detection::new(detect.clone()),
             learnt: Vec::new(),
@@ -938,5 +949,20 @@ fn record(detection: &Detection, flow: Flow<FlowState>, why: EndReason) -> FlowR
         action: None,
         rule: None,
         enforced: Enforced::default(),
+    }
+}
+
+#[cfg(test)]
+mod cap_tests {
+    use super::*;
+
+    #[test]
+    fn the_shards_share_the_flow_cap_exactly() {
+        for max in [64, 65, 200, 1000, 50_000, 1_000_000, 1_000_063] {
+            let total: usize = (0..SHARDS).map(|s| shard_cap(max, s)).sum();
+            assert_eq!(total, max, "cap {max}");
+        }
+        // Below one flow per shard, every shard still holds one.
+        assert_eq!((0..SHARDS).map(|s| shard_cap(10, s)).sum::<usize>(), SHARDS);
     }
 }

@@ -32,8 +32,12 @@
 //! - **UDP**: one datagram is one message and its size must fit the opcode
 //!   exactly (fixed sizes, counts times record sizes, walked tag lists).
 //!   Datagrams with enough structure (at least a count, a tag list, a fixed
-//!   challenge pattern, or a 16-byte-plus fixed layout) count alone as
-//!   [`Confidence::Unidirectional`]. Short ones with nothing to check
+//!   challenge pattern, a checked type or file size) count alone as
+//!   [`Confidence::Unidirectional`]. Those whose fields are only ids and
+//!   ports at a fixed size (a non-restrictive keyword search, the second
+//!   firewall check, Kad 1 hellos) fit random bytes of that size as well,
+//!   and a flood of random UDP showed one in a million doing so: they
+//!   count only when answered. Short ones with nothing to check
 //!   (`KADEMLIA2_PING` = `E4 60`, `KADEMLIA2_BOOTSTRAP_REQ` = `E4 01`, a Kad
 //!   `PONG`, `OP_QUEUEFULL` = `C5 93`, ...) are remembered as requests but
 //!   are no evidence alone: two fixed bytes at a fixed size are hit by one
@@ -1509,11 +1513,15 @@ fn kad(opcode: u8, r: &mut Reader<'_>) -> Parse<Datagram> {
         }
         kad_op::SEARCH_KEY_REQ => {
             let target = r.token()?;
-            if r.u16()? & 0x8000 != 0 {
-                search_tree(r)?; // restrictive: a search expression follows
+            // Restrictive: a search expression follows. Without one the
+            // datagram is 16 bytes of id and 2 of position, which any
+            // random datagram of that size fits as well.
+            let restrictive = r.u16()? & 0x8000 != 0;
+            if restrictive {
+                search_tree(r)?;
             }
             r.finish()?;
-            strong.asking(Pending::KadSearch(target))
+            Datagram::strong_if(restrictive, KAD).asking(Pending::KadSearch(target))
         }
         kad_op::SEARCH_SOURCE_REQ => {
             let target = r.token()?;
@@ -1575,8 +1583,9 @@ fn kad(opcode: u8, r: &mut Reader<'_>) -> Parse<Datagram> {
             Datagram::WEAK.asking(Pending::KadFirewalled)
         }
         kad_op::FIREWALLED2_REQ => {
+            // Port, hash and options: nothing random bytes do not fit.
             r.expect_remaining(2 + field::HASH + 1)?;
-            strong.asking(Pending::KadFirewalled)
+            Datagram::WEAK.asking(Pending::KadFirewalled)
         }
         kad_op::FIREWALLED_RES => {
             r.expect_remaining(4)?;
@@ -1598,9 +1607,14 @@ fn kad(opcode: u8, r: &mut Reader<'_>) -> Parse<Datagram> {
             r.expect_remaining(n * field::KAD_CONTACT)?;
             strong
         }
-        kad_op::HELLO_REQ_V1 | kad_op::HELLO_RES_V1 => {
+        // One contact: a fixed size and nothing else to check.
+        kad_op::HELLO_REQ_V1 => {
             r.expect_remaining(field::KAD_CONTACT)?;
-            strong
+            Datagram::WEAK.asking(Pending::KadHello)
+        }
+        kad_op::HELLO_RES_V1 => {
+            r.expect_remaining(field::KAD_CONTACT)?;
+            Datagram::WEAK.answering(Pending::KadHello, KAD_REPLY)
         }
         kad_op::REQ_V1 => {
             kad_req_type(r)?;
@@ -1651,9 +1665,12 @@ fn kad_req_type(r: &mut Reader<'_>) -> Parse<()> {
     Ok(())
 }
 
-/// A file size (`u64`): never zero.
+/// The largest file eMule and aMule share (`MAX_EMULE_FILE_SIZE`, 256 GiB).
+const MAX_FILE_SIZE: u64 = 0x40_0000_0000;
+
+/// A file size (`u64`): never zero, never over [`MAX_FILE_SIZE`].
 fn file_size(r: &mut Reader<'_>) -> Parse<()> {
-    if r.u64()? == 0 {
+    if !(1..=MAX_FILE_SIZE).contains(&r.u64()?) {
         return Err(Bad::Invalid);
     }
     Ok(())
@@ -2280,9 +2297,16 @@ mod tests {
             kad_op::SEARCH_RES,
             &cat(&[&hash(9), &hash(3), &2u16.to_le_bytes(), &result, &result]),
         );
-        for req in [&key_plain, &key_tree, &source, &notes] {
+        // A keyword search without an expression is ids and a position:
+        // no evidence until answered.
+        for (req, alone) in [
+            (&key_plain, Probe::NeedMore),
+            (&key_tree, one_way(KAD)),
+            (&source, one_way(KAD)),
+            (&notes, one_way(KAD)),
+        ] {
             let mut f = Flow::new(Transport::Udp);
-            assert_eq!(f.send(A, req), one_way(KAD));
+            assert_eq!(f.send(A, req), alone);
             assert_eq!(f.send(B, &res), proven(KAD_REPLY));
         }
         let publish_key = udp(
@@ -2318,6 +2342,13 @@ mod tests {
             &cat(&[&hash(3), &[0, 0], &0u64.to_le_bytes()]),
         );
         assert_eq!(Flow::new(Transport::Udp).send(A, &zero), Probe::NotMine);
+        // ... nor over eMule's largest (random bytes mostly are).
+        let huge = udp(
+            marker::KAD,
+            kad_op::SEARCH_NOTES_REQ,
+            &cat(&[&hash(3), &(MAX_FILE_SIZE + 1).to_le_bytes()]),
+        );
+        assert_eq!(Flow::new(Transport::Udp).send(A, &huge), Probe::NotMine);
     }
 
     #[test]
@@ -2328,8 +2359,9 @@ mod tests {
             &cat(&[&[0x36, 0x12], &hash(2), &[0x01]]),
         );
         let res = udp(marker::KAD, kad_op::FIREWALLED_RES, &[198, 51, 100, 7]);
+        // Port, hash and options fit any 21 bytes: evidence only answered.
         let mut f = Flow::new(Transport::Udp);
-        assert_eq!(f.send(A, &req2), one_way(KAD));
+        assert_eq!(f.send(A, &req2), Probe::NeedMore);
         assert_eq!(f.send(B, &res), proven(KAD_REPLY));
         let mut f = Flow::new(Transport::Udp);
         assert_eq!(
@@ -2343,8 +2375,12 @@ mod tests {
 
     #[test]
     fn kad_version_1_and_packed() {
+        // One contact at a fixed size: well-formed, but no evidence alone.
         let hello_v1 = udp(marker::KAD, kad_op::HELLO_REQ_V1, &contacts(1));
-        assert_eq!(Flow::new(Transport::Udp).send(A, &hello_v1), one_way(KAD));
+        let mut f = Flow::new(Transport::Udp);
+        assert_eq!(f.send(A, &hello_v1), Probe::NeedMore);
+        let hello_res_v1 = udp(marker::KAD, kad_op::HELLO_RES_V1, &contacts(1));
+        assert_eq!(f.send(B, &hello_res_v1), proven(KAD_REPLY));
         let res_v1 = udp(
             marker::KAD,
             kad_op::RES_V1,

@@ -418,3 +418,38 @@ fn long_running_modes_explain_what_is_wrong() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn every_cross_flow_table_is_bounded_by_its_option_and_counts_what_it_drops() {
+    let out = p2pguard()
+        .args([
+            "analyze",
+            "-q",
+            "-f",
+            "jsonl",
+            "--max-flows",
+            "64",
+            "--cache-size",
+            "2",
+            "--behaviour-hosts",
+            "1",
+        ])
+        .arg(capture("bt-mixed.pcap"))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    let stats: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let table = &stats["flow_table"];
+    assert!(table["peak"].as_u64().unwrap() <= 64, "{table}");
+    assert!(table["evicted"].as_u64().unwrap() > 0, "{table}");
+    let cache = &stats["endpoint_cache"];
+    assert!(cache["size"].as_u64().unwrap() <= 2, "{cache}");
+    assert!(cache["evicted"].as_u64().unwrap() > 0, "{cache}");
+    let behaviour = &stats["behaviour"];
+    assert!(behaviour["hosts"].as_u64().unwrap() <= 1, "{behaviour}");
+    assert!(behaviour["endpoints"].as_u64().unwrap() <= 2, "{behaviour}");
+    assert!(behaviour["evicted"].as_u64().unwrap() > 0, "{behaviour}");
+}

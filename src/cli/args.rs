@@ -176,6 +176,12 @@ pub struct DetectArgs {
     #[arg(long, value_name = "N", default_value_t = 262_144)]
     pub cache_size: usize,
 
+    /// Hosts whose behaviour is tracked at most (confirmed P2P hosts and
+    /// the peers they talk to), and twice as many listening endpoints;
+    /// beyond, the least recently updated entry is dropped (and counted).
+    #[arg(long, value_name = "N", default_value_t = 65_536)]
+    pub behaviour_hosts: usize,
+
     /// How long a cached endpoint stays known after it was last confirmed
     /// by a structural match, in seconds of packet time (announced
     /// endpoints live half as long).

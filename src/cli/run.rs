@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use p2pguard::analyze::{AnalyzeError, AnalyzeOptions, ProgressInfo, analyze};
+use p2pguard::detect::behaviour::BehaviourConfig;
 use p2pguard::detect::cache::CacheConfig;
 use p2pguard::detect::rules::{RuleSet, builtin_sources};
 use p2pguard::detect::{DETECTOR_NAMES, DetectConfig};
@@ -70,7 +71,11 @@ fn detect_config(args: &DetectArgs) -> Result<(FlowConfig, DetectConfig), Failur
             ttl_confirmed: ttl,
             ttl_learnt: Duration(ttl.0 / 2),
         },
-        behaviour: Default::default(),
+        behaviour: BehaviourConfig {
+            max_hosts: args.behaviour_hosts,
+            max_endpoints: args.behaviour_hosts.saturating_mul(2),
+            ..BehaviourConfig::default()
+        },
     };
     Ok((flows, detect))
 }

@@ -179,6 +179,8 @@ pub struct BehaviourStats {
     pub hosts: u64,
     /// Endpoints tracked now.
     pub endpoints: u64,
+    /// Hosts and endpoints dropped because their map was full.
+    pub evicted: u64,
 }
 
 /// The facts of a flow that behaviour looks at.
@@ -218,6 +220,7 @@ impl Behaviour {
             named: 0,
             hosts: self.hosts.len() as u64,
             endpoints: self.listeners.len() as u64,
+            evicted: self.hosts.evicted() + self.listeners.evicted(),
         }
     }
 

@@ -323,6 +323,7 @@ impl RunStats {
                 "named": p.behaviour.named,
                 "hosts": p.behaviour.hosts,
                 "endpoints": p.behaviour.endpoints,
+                "evicted": p.behaviour.evicted,
             },
             "pcap_output": self.pcap.as_ref().map(|w| serde_json::json!({
                 "written": w.written,

@@ -151,3 +151,121 @@ fn the_p2p_capture_does_not_depend_on_the_number_of_threads() {
         );
     }
 }
+
+/// A source over recorded frames that goes idle now and then, as a live
+/// interface does, and a sink that asks to stop after some chunks.
+mod engine {
+    use p2pguard::capture::CaptureFile;
+    use p2pguard::decode::LinkType;
+    use p2pguard::pipeline::parallel::{self, Control, EngineOptions, Frame, Next, Sink, Source};
+    use p2pguard::pipeline::{Event, PipelineStats};
+    use p2pguard::timestamp::Timestamp;
+
+    use super::*;
+
+    struct Frames {
+        frames: Vec<(Timestamp, LinkType, Vec<u8>, u32)>,
+        at: usize,
+        idle_every: usize,
+        idled: bool,
+    }
+
+    impl Source for Frames {
+        fn next(&mut self, give: &mut dyn FnMut(Frame<'_>)) -> Next {
+            if self.at > 0 && self.at.is_multiple_of(self.idle_every) && !self.idled {
+                self.idled = true;
+                return Next::Idle;
+            }
+            self.idled = false;
+            let Some((ts, link, data, wire_len)) = self.frames.get(self.at) else {
+                return Next::End;
+            };
+            self.at += 1;
+            give(Frame {
+                ts: *ts,
+                link: *link,
+                data,
+                wire_len: *wire_len,
+            });
+            Next::Frame
+        }
+    }
+
+    #[derive(Default)]
+    struct Collect {
+        events: Vec<String>,
+        chunks: usize,
+        stop_after: Option<usize>,
+    }
+
+    impl Sink for Collect {
+        fn event(&mut self, event: Event) {
+            self.events.push(match event {
+                Event::FlowEnded(r) => format!("{:?}", r),
+                Event::Verdict(v) => format!("{:?}", v),
+            });
+        }
+        fn chunk_done(&mut self, _stats: &dyn Fn() -> PipelineStats) -> Control {
+            self.chunks += 1;
+            match self.stop_after {
+                Some(n) if self.chunks >= n => Control::Stop,
+                _ => Control::Continue,
+            }
+        }
+    }
+
+    fn run(threads: usize, idle_every: usize, stop_after: Option<usize>) -> (Vec<String>, u64) {
+        let mut frames = Vec::new();
+        for name in ["bt-mixed.pcap", "bt-mse-swarm.pcap"] {
+            let path = root().join("captures").join(name);
+            let mut cap = CaptureFile::open(path.to_str().unwrap()).unwrap();
+            let link = cap.link_type();
+            while let Some(f) = cap.next_frame().unwrap() {
+                frames.push((f.ts, link, f.data.to_vec(), f.wire_len));
+            }
+        }
+        let options = EngineOptions {
+            threads,
+            flows: FlowConfig {
+                max_flows: 100,
+                tcp_opening_timeout: Duration::from_secs(1),
+                udp_timeout: Duration::from_secs(2),
+                ..FlowConfig::default()
+            },
+            detect: DetectConfig::new(RuleSet::load_with(builtin_sources(), &[]).unwrap()),
+            policy: None,
+        };
+        let mut source = Frames {
+            frames,
+            at: 0,
+            idle_every,
+            idled: false,
+        };
+        let mut sink = Collect {
+            stop_after,
+            ..Collect::default()
+        };
+        let stats = parallel::run(&options, &mut source, &mut sink);
+        (sink.events, stats.packets)
+    }
+
+    #[test]
+    fn idle_sources_and_early_stops_give_the_same_events_on_any_thread_count() {
+        for (idle_every, stop_after) in [(37, None), (500, None), (101, Some(5)), (1000, Some(2))] {
+            let (one, packets) = run(1, idle_every, stop_after);
+            assert!(!one.is_empty() && packets > 0);
+            for threads in [2, 3] {
+                let (many, many_packets) = run(threads, idle_every, stop_after);
+                assert_eq!(
+                    (many.len(), many_packets),
+                    (one.len(), packets),
+                    "idle every {idle_every}, stop after {stop_after:?}, {threads} threads"
+                );
+                assert!(
+                    many == one,
+                    "idle every {idle_every}, stop after {stop_after:?}, {threads} threads: events differ"
+                );
+            }
+        }
+    }
+}

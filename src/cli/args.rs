@@ -165,8 +165,8 @@ pub struct DetectArgs {
     #[arg(long)]
     pub no_builtin_rules: bool,
 
-    /// Most flows tracked at once; beyond it the longest-idle flow is
-    /// evicted (and counted).
+    /// Most flows tracked at once (at least 64); beyond it the
+    /// longest-idle flow is evicted (and counted).
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     pub max_flows: usize,
 

@@ -44,8 +44,11 @@ const OUTPUT_BUFFER: usize = 1 << 20;
 /// rules compiled, limits checked.
 fn detect_config(args: &DetectArgs) -> Result<(FlowConfig, DetectConfig), Failure> {
     let rules = load_rules(!args.no_builtin_rules, &args.rules)?;
-    if args.max_flows == 0 {
-        return Err(Failure::Config("--max-flows must be at least 1".into()));
+    if args.max_flows < p2pguard::pipeline::SHARDS {
+        return Err(Failure::Config(format!(
+            "--max-flows must be at least {} (the flow table is split into that many shards, each holding at least one flow)",
+            p2pguard::pipeline::SHARDS
+        )));
     }
     let secs = |name: &str, v: u64| {
         if v == 0 {

@@ -123,6 +123,10 @@ pub fn strip(link: LinkType, frame: &[u8]) -> Result<(Inner, &[u8]), LinkError> 
     }
 }
 
+/// The EtherTypes of VLAN tags: 802.1Q, 802.1ad (QinQ) and the older
+/// QinQ value.
+pub const VLAN_TPIDS: [u16; 3] = [0x8100, 0x88a8, 0x9100];
+
 /// An Ethernet frame's PPPoE session payload (EtherType 0x8864, after any
 /// VLAN tags): the IP packet inside, if the PPP protocol is IPv4 (0x0021)
 /// or IPv6 (0x0057). Frames of any other kind give `None`.
@@ -133,7 +137,7 @@ pub fn pppoe_session(frame: &[u8]) -> Option<&[u8]> {
     loop {
         let ether_type = u16::from_be_bytes([*frame.get(at)?, *frame.get(at + 1)?]);
         match ether_type {
-            0x8100 | 0x88a8 | 0x9100 => at += 4,
+            t if VLAN_TPIDS.contains(&t) => at += 4,
             PPPOE_SESSION => break,
             _ => return None,
         }

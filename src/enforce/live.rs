@@ -48,6 +48,8 @@ struct LiveSource {
     /// Kernel counters (received, dropped), read once a second.
     kernel: Rc<Cell<(u32, u32)>>,
     kernel_read: Instant,
+    /// What ended the capture, if not a signal.
+    error: Option<String>,
 }
 
 impl LiveSource {
@@ -84,7 +86,7 @@ impl Source for LiveSource {
                 Next::Idle
             }
             Err(e) => {
-                eprintln!("p2pguard: capture error: {e}");
+                self.error = Some(e.to_string());
                 Next::End
             }
         }
@@ -157,6 +159,7 @@ pub fn run(options: &LiveOptions, rt: &mut Runtime) -> Result<(), LiveError> {
         link,
         kernel: Rc::clone(&kernel),
         kernel_read: Instant::now(),
+        error: None,
     };
     let engine = EngineOptions {
         threads: options.threads,
@@ -169,6 +172,12 @@ pub fn run(options: &LiveOptions, rt: &mut Runtime) -> Result<(), LiveError> {
     };
     let mut sink = LiveSink { rt, kernel };
     parallel::run(&engine, &mut source, &mut sink);
+    if let Some(e) = &source.error {
+        eprintln!("p2pguard: capture error on {}: {e}", options.interface);
+        sink.rt.note(
+            serde_json::json!({"event": "error", "interface": options.interface, "error": e}),
+        );
+    }
     source.read_kernel();
     let (received, dropped) = source.kernel.get();
     sink.rt.note(serde_json::json!({"event": "stop", "mode": "live", "kernel_received": received, "kernel_dropped": dropped}));

@@ -419,17 +419,16 @@ impl<T: Default> FlowTable<T> {
     /// Ends every flow idle for longer than its timeout at packet time `now`.
     pub fn expire(&mut self, now: Timestamp, ended: &mut impl FnMut(Flow<T>, EndReason)) {
         let mut idle = Vec::new();
-        self.idle_flows(now, &mut idle);
-        for (_, r) in idle {
+        self.idle_flows(now, |_, r| idle.push(r));
+        for r in idle {
             ended(self.take_idle(r), EndReason::IdleTimeout);
         }
     }
 
-    /// Lists (id and handle, appended to `out`) every flow idle for longer
-    /// than its timeout at packet time `now`, without ending any: the
-    /// caller ends them with [`FlowTable::take_idle`], in the order it
-    /// chooses.
-    pub fn idle_flows(&self, now: Timestamp, out: &mut Vec<(u64, FlowRef)>) {
+    /// Gives `each` the id and handle of every flow idle for longer than
+    /// its timeout at packet time `now`, without ending any: the caller
+    /// ends them with [`FlowTable::take_idle`], in the order it chooses.
+    pub fn idle_flows(&self, now: Timestamp, mut each: impl FnMut(u64, FlowRef)) {
         for class in [
             Class::TcpOpening,
             Class::TcpEstablished,
@@ -443,7 +442,7 @@ impl<T: Default> FlowTable<T> {
                 if now.since(flow.last_seen) <= timeout {
                     break;
                 }
-                out.push((flow.id, FlowRef(at)));
+                each(flow.id, FlowRef(at));
                 at = self.links[at as usize].next;
             }
         }

@@ -10,8 +10,10 @@ use std::iter::Peekable;
 use std::vec::Drain;
 
 /// Appends `item` to a list kept in order of `key`, after any items with an
-/// equal key. Items nearly always arrive in order (only a packet that ends
-/// other flows besides its own can bring two out of it), so this is a push.
+/// equal key. The pipeline makes its events and writes in order already
+/// (one packet ends at most one flow before its own, older ones by id), so
+/// this is a push; the insertion is the safeguard that keeps the merge
+/// right should that ever change.
 pub fn push_in_order<T, K: Ord>(list: &mut Vec<T>, item: T, key: impl Fn(&T) -> K) {
     let k = key(&item);
     match list.last() {

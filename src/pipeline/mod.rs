@@ -562,12 +562,9 @@ impl Worker {
         // In order of creation, as the parallel engine reports them (see
         // `parallel::report`): listed first, then ended.
         let mut idle = std::mem::take(&mut self.idle);
-        let mut listed = Vec::new();
         for (shard, table) in self.tables.iter().enumerate() {
             if let Some(t) = table {
-                listed.clear();
-                t.idle_flows(now, &mut listed);
-                idle.extend(listed.iter().map(|&(id, r)| (id, shard as u8, r)));
+                t.idle_flows(now, |id, r| idle.push((id, shard as u8, r)));
             }
         }
         idle.sort_unstable_by_key(|(id, _, _)| *id);

@@ -4,7 +4,10 @@
 //! chunk is larger than a core's cache). The input is still cut into the
 //! same chunks and what flows teach still applies at each chunk's end, so
 //! the results are exactly those of the [`parallel`](super::parallel)
-//! engine with any number of threads.
+//! engine with any number of threads. Only when the sink hears of them
+//! differs: here a packet's events reach it at once, before the chunk's
+//! [`Sink::chunk_done`], where the parallel engine reports a chunk after
+//! it (a stats line taken there counts one chunk's flows more or less).
 
 use super::merge::push_in_order;
 use super::parallel::{
@@ -172,11 +175,18 @@ pub(super) fn run(
         stopped: false,
     };
     while !run.stopped {
-        match source.next(&mut |frame| run.frame(frame)) {
-            Next::Frame => {}
+        let mut took = false;
+        let next = source.next(&mut |frame| {
+            took = true;
+            run.frame(frame)
+        });
+        match next {
+            Next::Frame if took => {}
             // Live capture with nothing to read: the chunk so far ends now
-            // (and the sink serves signals and stats).
-            Next::Idle => run.end_chunk(),
+            // (and the sink serves signals and stats). A source that says
+            // "frame" and gives none is taken as idle, as the parallel
+            // reader takes it.
+            Next::Frame | Next::Idle => run.end_chunk(),
             Next::End => {
                 run.end_chunk();
                 break;

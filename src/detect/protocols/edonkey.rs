@@ -1509,7 +1509,8 @@ fn kad(opcode: u8, r: &mut Reader<'_>) -> Parse<Datagram> {
             let target = r.token()?;
             let n = usize::from(r.u8()?);
             r.expect_remaining(n * field::KAD_CONTACT)?;
-            strong.answering(Pending::KadFind(target), KAD_REPLY)
+            // No contacts: an id and a zero, no arithmetic to check.
+            Datagram::strong_if(n > 0, KAD).answering(Pending::KadFind(target), KAD_REPLY)
         }
         kad_op::SEARCH_KEY_REQ => {
             let target = r.token()?;
@@ -1625,7 +1626,7 @@ fn kad(opcode: u8, r: &mut Reader<'_>) -> Parse<Datagram> {
             r.skip(field::HASH)?;
             let n = usize::from(r.u8()?);
             r.expect_remaining(n * field::KAD_CONTACT)?;
-            strong
+            Datagram::strong_if(n > 0, KAD)
         }
         _ => return Err(Bad::Unknown),
     })
@@ -2239,6 +2240,13 @@ mod tests {
         let mut req = kad_req(hash(7));
         req[2] = 0x01; // not a request type eMule sends
         assert_eq!(Flow::new(Transport::Udp).send(A, &req), Probe::NotMine);
+        // A reply with no contacts is an id and a zero: evidence only as
+        // the answer to its request.
+        let empty = kad_res(hash(7), 0);
+        assert_eq!(Flow::new(Transport::Udp).send(B, &empty), Probe::NeedMore);
+        let mut f = Flow::new(Transport::Udp);
+        assert_eq!(f.send(A, &kad_req(hash(7))), one_way(KAD));
+        assert_eq!(f.send(B, &empty), proven(KAD_REPLY));
     }
 
     #[test]

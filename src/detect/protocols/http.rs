@@ -32,9 +32,6 @@ pub fn request_line(buf: &[u8]) -> Option<(RequestLine<'_>, &[u8])> {
     let (line, rest) = crlf_line(buf)?;
     let space = line.iter().position(|&b| b == b' ')?;
     let (method, after) = line.split_at_checked(space)?;
-    if method != b"GET" && method != b"HEAD" {
-        return None;
-    }
     let after = after.get(1..)?;
     let last = after.iter().rposition(|&b| b == b' ')?;
     let (target, version) = after.split_at_checked(last)?;

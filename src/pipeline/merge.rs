@@ -2,9 +2,11 @@
 //!
 //! Each worker's events and cross-flow writes come out nearly in input
 //! order by themselves; [`push_in_order`] keeps each list exactly in order,
-//! and [`Merge`] then interleaves the workers' lists, so nothing large is
-//! ever sorted (a flow record is a few hundred bytes; sorting a chunk's
-//! records once cost a fifth of a run).
+//! and [`Merge`] then interleaves the workers' lists. A thread that took
+//! several shards of a chunk has one such run per shard; it puts them in
+//! order with [`sort_moving_once`], which sorts keys and moves each item
+//! once (a flow record is a few hundred bytes; sorting a chunk's records
+//! in place cost a fifth of a run).
 
 use std::iter::Peekable;
 use std::vec::Drain;
@@ -23,6 +25,44 @@ pub fn push_in_order<T, K: Ord>(list: &mut Vec<T>, item: T, key: impl Fn(&T) -> 
         }
         _ => list.push(item),
     }
+}
+
+/// [`push_in_order`] for a list whose items from `start` on form the run
+/// being built: the item goes in order among those only.
+pub fn push_in_order_from<T, K: Ord>(
+    list: &mut Vec<T>,
+    start: usize,
+    item: T,
+    key: impl Fn(&T) -> K,
+) {
+    let k = key(&item);
+    match list.last() {
+        Some(last) if list.len() > start && key(last) > k => {
+            let at = list[start..]
+                .iter()
+                .rposition(|x| key(x) <= k)
+                .map_or(start, |i| start + i + 1);
+            list.insert(at, item);
+        }
+        _ => list.push(item),
+    }
+}
+
+/// Sorts `list` stably by `key`, moving each item once (the items may be
+/// large; only their keys are sorted). Nothing moves if it is in order.
+pub fn sort_moving_once<T, K: Ord>(list: &mut Vec<T>, key: impl Fn(&T) -> K) {
+    if list.is_sorted_by_key(&key) {
+        return;
+    }
+    // Ties by position keep it stable.
+    let mut order: Vec<(K, usize)> = list.iter().map(&key).zip(0..).collect();
+    order.sort_unstable();
+    let mut slots: Vec<Option<T>> = list.drain(..).map(Some).collect();
+    list.extend(
+        order
+            .iter()
+            .filter_map(|(_, i)| slots.get_mut(*i).and_then(Option::take)),
+    );
 }
 
 /// The items of several lists, each in order of `key`, taken in order of
@@ -97,6 +137,60 @@ mod tests {
             l,
             [(0, 'e'), (1, 'a'), (2, 'c'), (2, 'f'), (3, 'b'), (3, 'd')]
         );
+    }
+
+    #[test]
+    fn pushes_from_a_run_start_order_only_the_run() {
+        // The run from index 3 on is kept in order; what is before it is
+        // left alone even where it is larger.
+        let mut l = vec![(5, 'a'), (6, 'b'), (7, 'c')];
+        for item in [(2, 'd'), (1, 'e'), (2, 'f'), (9, 'g'), (1, 'h')] {
+            push_in_order_from(&mut l, 3, item, |x| x.0);
+        }
+        let expected = [
+            (5, 'a'),
+            (6, 'b'),
+            (7, 'c'),
+            (1, 'e'),
+            (1, 'h'),
+            (2, 'd'),
+            (2, 'f'),
+            (9, 'g'),
+        ];
+        assert_eq!(l, expected);
+    }
+
+    #[test]
+    fn sorting_moving_once_equals_a_stable_sort() {
+        let mut seed = 7u64;
+        let mut rnd = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        for len in [0usize, 1, 2, 5, 40, 300] {
+            for _ in 0..20 {
+                // Sorted runs one after the other, as several shards make.
+                let mut l: Vec<(u64, u64)> = Vec::new();
+                let mut n = 0;
+                while l.len() < len {
+                    let run = (rnd() % 12 + 1) as usize;
+                    let mut run: Vec<(u64, u64)> = (0..run)
+                        .map(|_| {
+                            n += 1;
+                            (rnd() % 16, n)
+                        })
+                        .collect();
+                    run.sort_by_key(|x| x.0);
+                    l.extend(run);
+                }
+                let mut expected = l.clone();
+                expected.sort_by_key(|x| x.0);
+                sort_moving_once(&mut l, |x| x.0);
+                assert_eq!(l, expected);
+            }
+        }
     }
 
     #[test]

@@ -5,10 +5,10 @@
 //! and the [`PacketAction`] of each packet.
 //!
 //! Flows are spread over [`SHARDS`] flow tables by a hash of their
-//! endpoints that both directions share. A [`Worker`] owns some of the
-//! shards: one worker owning all of them is the single-threaded
-//! [`Pipeline`]; several, each on its own thread, are the parallel engine
-//! ([`parallel`]). What flows teach about other flows ([`shared`]) is read
+//! endpoints that both directions share. A [`Worker`] holds some of the
+//! shards: one worker holding all of them is the single-threaded
+//! [`Pipeline`]; in the parallel engine ([`parallel`]) each thread's
+//! worker takes shards in turn, whichever is free taking the next. What flows teach about other flows ([`shared`]) is read
 //! freely and changed in input order.
 //!
 //! The input is cut into chunks (at most [`CHUNK_PACKETS`] packets or
@@ -264,20 +264,52 @@ impl PipelineStats {
     }
 }
 
+/// One shard's flows, and what was dropped and delayed of those the
+/// policy acts on. A shard can move between workers (the parallel engine
+/// hands each chunk's shards to whichever thread is free).
+#[derive(Debug)]
+pub struct Shard {
+    table: FlowTable<FlowState>,
+    enforced: HashMap<u64, Enforced>,
+}
+
+impl Shard {
+    /// Flows held now.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether no flow is held.
+    pub fn is_empty(&self) -> bool {
+        self.table.len() == 0
+    }
+
+    /// The flow table's counters.
+    pub fn stats(&self) -> &FlowTableStats {
+        self.table.stats()
+    }
+}
+
+/// Adds a flow table's counters of flows created and ended to `to`.
+fn add_table_stats(to: &mut FlowTableStats, f: &FlowTableStats) {
+    to.created += f.created;
+    to.timed_out += f.timed_out;
+    to.evicted += f.evicted;
+    to.reused += f.reused;
+}
+
 /// The flows of some shards and what deciding about them needs: one
 /// thread's part of the work. See the module documentation.
 #[derive(Debug)]
 pub struct Worker {
-    /// Indexed by shard; `None` for shards another worker owns.
-    tables: Vec<Option<FlowTable<FlowState>>>,
+    /// Indexed by shard; `None` for shards another worker holds.
+    tables: Vec<Option<Shard>>,
     detection: Detection,
     /// Endpoints announced by the packet being processed (reused buffer).
     learnt: Vec<Learnt>,
     policy: Option<Arc<Policy>>,
     /// Bumped when the policy changes, so flows decide again.
     generation: u8,
-    /// What was dropped and delayed, for flows the policy acts on.
-    enforced: HashMap<u64, Enforced>,
     /// Counters of what this worker saw (packets it was given, its flows).
     stats: PipelineStats,
     /// Flows still to end at the end of the input, last first.
@@ -303,11 +335,12 @@ impl Worker {
         Worker {
             tables: (0..SHARDS)
                 .map(|s| {
-                    owns(s).then(|| {
-                        FlowTable::new(FlowConfig {
+                    owns(s).then(|| Shard {
+                        table: FlowTable::new(FlowConfig {
                             max_flows: shard_cap(flows.max_flows, s),
                             ..flows.clone()
-                        })
+                        }),
+                        enforced: HashMap::new(),
                     })
                 })
                 .collect(),
@@ -315,7 +348,6 @@ impl Worker {
             learnt: Vec::new(),
             policy: None,
             generation: 0,
-            enforced: HashMap::new(),
             stats: PipelineStats {
                 bytes_per_flow: bytes_per_flow::<FlowState>(),
                 ..PipelineStats::default()
@@ -325,9 +357,20 @@ impl Worker {
         }
     }
 
-    /// Whether this worker owns `shard`.
+    /// Whether this worker holds `shard`.
     pub fn owns(&self, shard: usize) -> bool {
         self.tables.get(shard).is_some_and(Option::is_some)
+    }
+
+    /// Gives up `shard` (if held), for another worker to take.
+    pub fn take_shard(&mut self, shard: usize) -> Option<Shard> {
+        self.tables.get_mut(shard)?.take()
+    }
+
+    /// Takes over `shard`, which it must not hold already.
+    pub fn put_shard(&mut self, shard: usize, state: Shard) {
+        debug_assert!(self.tables[shard].is_none(), "shard {shard} held twice");
+        self.tables[shard] = Some(state);
     }
 
     /// The detection engine (rules, evidence names).
@@ -362,11 +405,7 @@ impl Worker {
     pub fn stats(&self) -> PipelineStats {
         let mut s = self.stats.clone();
         for t in self.tables.iter().flatten() {
-            let f = t.stats();
-            s.flows.created += f.created;
-            s.flows.timed_out += f.timed_out;
-            s.flows.evicted += f.evicted;
-            s.flows.reused += f.reused;
+            add_table_stats(&mut s.flows, t.stats());
         }
         s
     }
@@ -387,7 +426,8 @@ impl Worker {
     /// An enforcer dropped a packet it had been told to shape (its delay
     /// queue was full): counted as dropped instead of delayed.
     pub fn shaper_dropped(&mut self, flow: u64, wire_len: u32) {
-        if let Some(e) = self.enforced.get_mut(&flow) {
+        let mut shards = self.tables.iter_mut().flatten();
+        if let Some(e) = shards.find_map(|s| s.enforced.get_mut(&flow)) {
             e.delayed_packets = e.delayed_packets.saturating_sub(1);
             e.delayed_bytes = e.delayed_bytes.saturating_sub(u64::from(wire_len));
             e.dropped_packets += 1;
@@ -395,24 +435,27 @@ impl Worker {
         }
     }
 
+    /// What ending and deciding flows of `shard` needs, and its table
+    /// (`None` if this worker does not hold it).
     fn ender<'a>(
         &'a mut self,
-        access: SharedAccess<'a>,
+        shared: &'a Shared,
+        log: &'a mut Vec<Keyed>,
         seq: u64,
-    ) -> (Ender<'a>, &'a mut Vec<Option<FlowTable<FlowState>>>) {
-        (
-            Ender {
-                detection: &self.detection,
-                shared: access.shared,
-                log: access.log,
-                seq,
-                policy: self.policy.as_deref(),
-                generation: self.generation,
-                enforced: &mut self.enforced,
-                stats: &mut self.stats,
-            },
-            &mut self.tables,
-        )
+        shard: usize,
+    ) -> Option<(Ender<'a>, &'a mut FlowTable<FlowState>)> {
+        let state = self.tables.get_mut(shard)?.as_mut()?;
+        let ender = Ender {
+            detection: &self.detection,
+            shared,
+            log,
+            seq,
+            policy: self.policy.as_deref(),
+            generation: self.generation,
+            enforced: &mut state.enforced,
+            stats: &mut self.stats,
+        };
+        Some((ender, &mut state.table))
     }
 
     /// Processes one decoded packet, the `seq`-th of the input, whose flow
@@ -436,8 +479,8 @@ impl Worker {
         }
         let mut learnt = std::mem::take(&mut self.learnt);
         // Writes are ordered like events: see `parallel::at_packet`.
-        let (mut ender, tables) = self.ender(access, seq << 1);
-        let Some(table) = tables.get_mut(shard).and_then(Option::as_mut) else {
+        let Some((mut ender, table)) = self.ender(access.shared, access.log, seq << 1, shard)
+        else {
             debug_assert!(false, "shard {shard} is not this worker's");
             return PacketOutcome::Skipped(Skip::NotIp);
         };
@@ -562,15 +605,16 @@ impl Worker {
         // In order of creation, as the parallel engine reports them (see
         // `parallel::report`): listed first, then ended.
         let mut idle = std::mem::take(&mut self.idle);
-        for (shard, table) in self.tables.iter().enumerate() {
-            if let Some(t) = table {
-                t.idle_flows(now, |id, r| idle.push((id, shard as u8, r)));
+        for (shard, state) in self.tables.iter().enumerate() {
+            if let Some(s) = state {
+                s.table
+                    .idle_flows(now, |id, r| idle.push((id, shard as u8, r)));
             }
         }
         idle.sort_unstable_by_key(|(id, _, _)| *id);
-        let (mut ender, tables) = self.ender(access, order);
         for (_, shard, r) in idle.drain(..) {
-            if let Some(table) = tables[usize::from(shard)].as_mut() {
+            let log = &mut *access.log;
+            if let Some((mut ender, table)) = self.ender(access.shared, log, order, shard.into()) {
                 ender.end(table.take_idle(r), EndReason::IdleTimeout, events);
             }
         }
@@ -582,9 +626,9 @@ impl Worker {
     pub fn begin_finish(&mut self) {
         self.stats.flows_open_at_end = self.open_flows();
         let mut open: Vec<(u64, u8, FlowRef)> = Vec::new();
-        for (shard, table) in self.tables.iter().enumerate() {
-            if let Some(t) = table {
-                open.extend(t.open_flows().map(|(id, r)| (id, shard as u8, r)));
+        for (shard, state) in self.tables.iter().enumerate() {
+            if let Some(s) = state {
+                open.extend(s.table.open_flows().map(|(id, r)| (id, shard as u8, r)));
             }
         }
         // Last first, to pop from the end.
@@ -601,12 +645,13 @@ impl Worker {
         events: &mut impl FnMut(Event),
     ) -> bool {
         let mut finishing = std::mem::take(&mut self.finishing);
-        let (mut ender, tables) = self.ender(access, u64::MAX);
         for _ in 0..max {
             let Some((_, shard, r)) = finishing.pop() else {
                 break;
             };
-            if let Some(table) = tables[usize::from(shard)].as_mut() {
+            let log = &mut *access.log;
+            if let Some((mut ender, table)) = self.ender(access.shared, log, u64::MAX, shard.into())
+            {
                 let flow = table.take(r);
                 ender.end(flow, EndReason::EndOfInput, events);
             }

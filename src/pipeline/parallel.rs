@@ -1,22 +1,29 @@
 //! The parallel engine: one thread reads and decodes, every thread
-//! (the reader included) tracks and inspects the flows of its shards.
+//! (the reader included) tracks and inspects flows, a shard at a time.
 //!
-//! The input goes in chunks (see the [module documentation](super)). For
-//! each chunk, every thread processes its packets reading the cross-flow
-//! state as it was when the chunk began, and logs what they teach; when all
+//! The input goes in chunks (see the [module documentation](super)). The
+//! reader lists each chunk's packets by shard; for each chunk, every
+//! thread takes the next shard no thread has taken yet, processes its
+//! packets, and goes on until none is left, so the threads end a chunk
+//! together however its work is spread (the reader starts late: it reads
+//! the next chunk first). Every thread reads the cross-flow state as it
+//! was when the chunk began, and logs what the packets teach; when all
 //! are done, the reading thread applies the logs in input order, hands out
-//! the next chunk (already read meanwhile), and then reports the finished
-//! chunk's events in input order. Nothing a thread sees depends on how far
-//! another one got, so the output is the same whatever the number of
-//! threads, and no thread waits for another except once per chunk.
+//! the next chunk, and then reports the finished chunk's events in input
+//! order. Nothing a thread sees depends on how far another one got or on
+//! which thread took a shard, so the output is the same whatever the
+//! number of threads, and no thread waits for another except once per
+//! chunk.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
-use super::merge::{Merge, push_in_order};
+use super::merge::{Merge, push_in_order_from, sort_moving_once};
 use super::shared::{Keyed, Shared};
 use super::{
-    ChunkCutter, Event, PacketOutcome, PipelineStats, SHARDS, SharedAccess, Worker, shard_of,
+    ChunkCutter, Event, PacketOutcome, PipelineStats, SHARDS, Shard, SharedAccess, Worker,
+    add_table_stats, shard_of,
 };
 use crate::decode::{self, LinkType, Packet, Skip, TcpFlags, Transport};
 use crate::detect::DetectConfig;
@@ -102,9 +109,17 @@ pub struct EngineOptions {
     pub policy: Option<Arc<Policy>>,
 }
 
-/// A decoded packet, by offsets into its chunk's bytes.
+/// A decoded packet, by offsets into its chunk's bytes. Each shard's are
+/// kept together (see [`Chunk::by_shard`]), so that a thread processing a
+/// shard reads them in a row.
 #[derive(Clone, Copy, Debug)]
 struct Decoded {
+    /// Input position.
+    seq: u64,
+    ts: Timestamp,
+    wire_len: u32,
+    /// Index of the frame in its chunk.
+    frame: u32,
     src: std::net::IpAddr,
     dst: std::net::IpAddr,
     src_port: u16,
@@ -112,6 +127,7 @@ struct Decoded {
     transport: Transport,
     tcp_flags: TcpFlags,
     tcp_seq: u32,
+    /// Offset of the payload in the frame, in the chunk once there.
     payload_start: u32,
     payload_len: u32,
     truncated: bool,
@@ -126,18 +142,40 @@ struct ChunkFrame {
     wire_len: u32,
     start: u32,
     len: u32,
-    decoded: Result<Decoded, Skip>,
 }
 
+/// A frame as read, before it goes into a chunk.
+type ReadFrame = (ChunkFrame, Result<Decoded, Skip>);
+
 /// Up to [`super::CHUNK_PACKETS`] frames, copied out of the source.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Chunk {
     data: Vec<u8>,
     frames: Vec<ChunkFrame>,
+    /// Each shard's packets, in input order.
+    by_shard: Vec<Vec<Decoded>>,
+    /// The frames that could not be decoded, by index, and why.
+    skipped: Vec<(u32, Skip)>,
+    /// The next shard to be taken (by whichever thread is free).
+    claim: AtomicUsize,
     /// The latest packet time up to this chunk's end.
     now: Timestamp,
     /// The input ended with this chunk (or the source asked to stop).
     last: bool,
+}
+
+impl Default for Chunk {
+    fn default() -> Chunk {
+        Chunk {
+            data: Vec::new(),
+            frames: Vec::new(),
+            by_shard: vec![Vec::new(); SHARDS],
+            skipped: Vec::new(),
+            claim: AtomicUsize::new(0),
+            now: Timestamp(0),
+            last: false,
+        }
+    }
 }
 
 impl Chunk {
@@ -145,8 +183,8 @@ impl Chunk {
         &self.data[f.start as usize..(f.start + f.len) as usize]
     }
 
-    fn packet(&self, f: &ChunkFrame, d: &Decoded) -> Packet<'_> {
-        let start = (f.start + d.payload_start) as usize;
+    fn packet(&self, d: &Decoded) -> Packet<'_> {
+        let start = d.payload_start as usize;
         Packet {
             src: d.src,
             dst: d.dst,
@@ -163,6 +201,22 @@ impl Chunk {
     fn last_seq(&self) -> u64 {
         self.frames.last().map_or(0, |f| f.seq)
     }
+
+    /// Adds a frame, its packet under its shard.
+    fn push(&mut self, (mut f, decoded): ReadFrame, data: &[u8]) {
+        let i = self.frames.len() as u32;
+        f.start = self.data.len() as u32;
+        match decoded {
+            Ok(mut d) => {
+                d.frame = i;
+                d.payload_start += f.start;
+                self.by_shard[usize::from(d.shard)].push(d);
+            }
+            Err(skip) => self.skipped.push((i, skip)),
+        }
+        self.data.extend_from_slice(data);
+        self.frames.push(f);
+    }
 }
 
 /// Reads frames into chunks, cut by [`ChunkCutter`].
@@ -172,7 +226,7 @@ struct Reader {
     /// The latest packet time of the frames handed out in chunks.
     latest: Timestamp,
     /// A frame read past the end of the previous chunk.
-    pending: Option<ChunkFrame>,
+    pending: Option<ReadFrame>,
     pending_data: Vec<u8>,
     ended: bool,
 }
@@ -196,12 +250,13 @@ impl Reader {
         }
         chunk.data.clear();
         chunk.frames.clear();
+        chunk.by_shard.iter_mut().for_each(Vec::clear);
+        chunk.skipped.clear();
+        *chunk.claim.get_mut() = 0;
         chunk.last = false;
-        if let Some(mut f) = self.pending.take() {
-            f.start = 0;
-            self.latest = self.latest.max(f.ts);
-            chunk.data.extend_from_slice(&self.pending_data);
-            chunk.frames.push(f);
+        if let Some(f) = self.pending.take() {
+            self.latest = self.latest.max(f.0.ts);
+            chunk.push(f, &self.pending_data);
         }
         while self.pending.is_none() {
             let mut took = false;
@@ -209,7 +264,7 @@ impl Reader {
                 took = true;
                 let begins = self.cutter.begins_chunk(frame.ts);
                 self.seq += 1;
-                let f = self.decode(frame, chunk.data.len());
+                let f = self.decode(frame);
                 if begins && !chunk.frames.is_empty() {
                     // This frame opens the next chunk.
                     self.pending_data.clear();
@@ -217,9 +272,8 @@ impl Reader {
                     self.pending = Some(f);
                     return;
                 }
-                self.latest = self.latest.max(f.ts);
-                chunk.data.extend_from_slice(frame.data);
-                chunk.frames.push(f);
+                self.latest = self.latest.max(f.0.ts);
+                chunk.push(f, frame.data);
             });
             match next {
                 Next::Frame if took => {}
@@ -236,11 +290,15 @@ impl Reader {
         Some(chunk)
     }
 
-    fn decode(&self, frame: Frame<'_>, start: usize) -> ChunkFrame {
+    fn decode(&self, frame: Frame<'_>) -> ReadFrame {
         let decoded = decode::decode(frame.link, frame.data).map(|p| {
             let payload_start =
                 (p.payload.as_ptr() as usize).saturating_sub(frame.data.as_ptr() as usize) as u32;
             Decoded {
+                seq: self.seq,
+                ts: frame.ts,
+                wire_len: frame.wire_len,
+                frame: 0, // set in the chunk
                 shard: shard_of(&p) as u8,
                 src: p.src,
                 dst: p.dst,
@@ -254,15 +312,15 @@ impl Reader {
                 truncated: p.truncated,
             }
         });
-        ChunkFrame {
+        let f = ChunkFrame {
             seq: self.seq,
             ts: frame.ts,
             link: frame.link,
             wire_len: frame.wire_len,
-            start: start as u32,
+            start: 0, // set in the chunk
             len: frame.data.len() as u32,
-            decoded,
-        }
+        };
+        (f, decoded)
     }
 }
 
@@ -281,9 +339,12 @@ pub(super) fn at_chunk_end(last_seq: u64) -> u64 {
 /// between the threads, so that they keep their capacity.
 #[derive(Default)]
 struct ChunkResult {
-    /// Events with where they arose (see [`at_packet`]).
+    /// Events with where they arose (see [`at_packet`]), in that order.
     events: Vec<(u64, Event)>,
+    /// Cross-flow writes, in input order.
     writes: Vec<Keyed>,
+    /// One shard's writes (reused buffer).
+    shard_writes: Vec<Keyed>,
     /// Outcomes by frame index in the chunk (if the sink wants them).
     outcomes: Vec<(u32, PacketOutcome)>,
     open_flows: u64,
@@ -309,10 +370,23 @@ enum Job {
     Rules(RuleSet),
 }
 
-/// Processes the frames of `chunk` whose shards `worker` owns (the reading
-/// thread also counts the frames that could not be decoded).
+/// The flow tables and enforcement counters of every shard, between
+/// chunks. For each chunk, each thread takes shards from here until none
+/// is left ([`Chunk::claim`] says which is next), processes their packets
+/// and puts them back: the thread that is free takes the next shard, so
+/// the threads finish a chunk together however its work is spread.
+type Pool = [Mutex<Option<Shard>>];
+
+fn lock(slot: &Mutex<Option<Shard>>) -> std::sync::MutexGuard<'_, Option<Shard>> {
+    slot.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Takes shards of `chunk` from `pool` until none is left, and processes
+/// their packets and their chunk end (the reading thread also counts the
+/// frames that could not be decoded).
 fn process_chunk(
     worker: &mut Worker,
+    pool: &Pool,
     shared: &Shared,
     chunk: &Chunk,
     counts_skipped: bool,
@@ -320,46 +394,89 @@ fn process_chunk(
     mut r: ChunkResult,
 ) -> ChunkResult {
     r.clear();
-    for (i, f) in chunk.frames.iter().enumerate() {
-        let outcome = match &f.decoded {
-            Ok(d) if worker.owns(usize::from(d.shard)) => {
-                let packet = chunk.packet(f, d);
-                let access = SharedAccess {
-                    shared,
-                    log: &mut r.writes,
-                };
-                let events = &mut r.events;
-                worker.process(
-                    access,
-                    f.seq,
-                    f.ts,
-                    usize::from(d.shard),
-                    &packet,
-                    f.wire_len,
-                    &mut |e| push_in_order(events, (at_packet(f.seq), e), event_order),
-                )
+    if counts_skipped {
+        for &(i, skip) in &chunk.skipped {
+            let f = &chunk.frames[i as usize];
+            worker.skipped(f.ts, f.wire_len, skip);
+            if want_outcomes {
+                r.outcomes.push((i, PacketOutcome::Skipped(skip)));
             }
-            Err(skip) if counts_skipped => {
-                worker.skipped(f.ts, f.wire_len, *skip);
-                PacketOutcome::Skipped(*skip)
-            }
-            _ => continue,
-        };
-        if want_outcomes {
-            r.outcomes.push((i as u32, outcome));
         }
     }
-    if !chunk.frames.is_empty() {
-        let access = SharedAccess {
-            shared,
-            log: &mut r.writes,
+    let mut shards_done = 0;
+    loop {
+        let shard = chunk.claim.fetch_add(1, Ordering::Relaxed);
+        if shard >= SHARDS {
+            break;
+        }
+        let mut slot = lock(&pool[shard]);
+        let Some(state) = slot.take() else {
+            debug_assert!(false, "shard {shard} is missing from the pool");
+            continue;
         };
-        let (key, events) = (at_chunk_end(chunk.last_seq()), &mut r.events);
-        worker.end_chunk(access, key, chunk.now, &mut |e| events.push((key, e)));
+        worker.put_shard(shard, state);
+        // Each shard's events and writes are a run in input order; the
+        // runs are sorted together below.
+        let run = r.events.len();
+        r.shard_writes.clear();
+        for d in &chunk.by_shard[shard] {
+            let packet = chunk.packet(d);
+            let access = SharedAccess {
+                shared,
+                log: &mut r.shard_writes,
+            };
+            let events = &mut r.events;
+            let outcome =
+                worker.process(access, d.seq, d.ts, shard, &packet, d.wire_len, &mut |e| {
+                    push_in_order_from(events, run, (at_packet(d.seq), e), event_order)
+                });
+            if want_outcomes {
+                r.outcomes.push((d.frame, outcome));
+            }
+        }
+        if !chunk.frames.is_empty() {
+            let access = SharedAccess {
+                shared,
+                log: &mut r.shard_writes,
+            };
+            let (key, events) = (at_chunk_end(chunk.last_seq()), &mut r.events);
+            worker.end_chunk(access, key, chunk.now, &mut |e| events.push((key, e)));
+        }
+        r.writes.append(&mut r.shard_writes);
+        *slot = worker.take_shard(shard);
+        shards_done += 1;
     }
-    r.open_flows = worker.open_flows();
+    if shards_done > 1 {
+        sort_moving_once(&mut r.events, event_order);
+        sort_moving_once(&mut r.writes, Keyed::order);
+    }
     r.stats = worker.stats();
     r
+}
+
+/// Flows held in the pool, and the pool's flow table counters.
+fn pool_flows(pool: &Pool) -> (u64, crate::flow::FlowTableStats) {
+    let mut stats = crate::flow::FlowTableStats::default();
+    let mut open = 0;
+    for slot in pool {
+        if let Some(s) = lock(slot).as_ref() {
+            open += s.len() as u64;
+            add_table_stats(&mut stats, s.stats());
+        }
+    }
+    (open, stats)
+}
+
+/// At the end of the input, thread `t` of `threads` takes every shard `s`
+/// with `s % threads == t` to end its flows.
+fn adopt(worker: &mut Worker, pool: &Pool, t: usize, threads: usize) {
+    for (s, slot) in pool.iter().enumerate() {
+        if s % threads == t
+            && let Some(state) = lock(slot).take()
+        {
+            worker.put_shard(s, state);
+        }
+    }
 }
 
 /// Flows ended per request at the end of the input: the end-of-input
@@ -367,8 +484,13 @@ fn process_chunk(
 /// all sit in memory at once.
 pub(super) const FINISH_BATCH: usize = 4096;
 
-fn finish_batch(worker: &mut Worker, shared: &Shared, first: bool) -> (ChunkResult, bool) {
-    if first {
+fn finish_batch(
+    worker: &mut Worker,
+    shared: &Shared,
+    first: Option<(&Pool, usize, usize)>,
+) -> (ChunkResult, bool) {
+    if let Some((pool, t, threads)) = first {
+        adopt(worker, pool, t, threads);
         worker.begin_finish();
     }
     let mut r = ChunkResult::default();
@@ -395,30 +517,6 @@ pub(super) fn event_order((at, e): &(u64, Event)) -> (u64, u64) {
     (*at, event_flow(e))
 }
 
-/// Which thread owns each shard. The reading thread also reads, decodes
-/// and reports, so it takes a smaller share.
-fn owners(threads: usize) -> [usize; SHARDS] {
-    let mut owners = [0; SHARDS];
-    if threads <= 1 {
-        return owners;
-    }
-    // Weight of the reading thread relative to the others: reading,
-    // decoding, copying and reporting take it about as long as 85% of a
-    // worker's flows (measured on the benchmark capture with 2 threads,
-    // where it then holds 8 of the 64 shards).
-    const READER_SHARE: f64 = 0.15;
-    let total = READER_SHARE + (threads - 1) as f64;
-    let reader_shards = ((SHARDS as f64) * READER_SHARE / total).round() as usize;
-    for (s, owner) in owners.iter_mut().enumerate() {
-        *owner = if s < reader_shards {
-            0
-        } else {
-            1 + (s - reader_shards) % (threads - 1)
-        };
-    }
-    owners
-}
-
 /// Runs the engine over `source` until it ends (or `sink` says stop), then
 /// ends every flow. Returns the counters.
 pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink) -> PipelineStats {
@@ -426,10 +524,14 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
     if threads == 1 {
         return super::one_thread::run(options, source, sink);
     }
-    let owners = owners(threads);
+    // Every shard starts in the pool, and the workers hold none.
+    let mut all = Worker::new(&options.flows, &options.detect, |_| true);
+    let pool: Vec<Mutex<Option<Shard>>> =
+        (0..SHARDS).map(|s| Mutex::new(all.take_shard(s))).collect();
+    let pool = &pool[..];
     let mut workers: Vec<Worker> = (0..threads)
-        .map(|t| {
-            let mut w = Worker::new(&options.flows, &options.detect, |s| owners[s] == t);
+        .map(|_| {
+            let mut w = Worker::new(&options.flows, &options.detect, |_| false);
             w.set_policy(options.policy.clone());
             w
         })
@@ -447,7 +549,9 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
             let (result_tx, shared) = (result_tx.clone(), &shared);
             std::thread::Builder::new()
                 .name(format!("p2pguard-{}", i + 1))
-                .spawn_scoped(scope, move || work(i + 1, worker, rx, result_tx, shared))
+                .spawn_scoped(scope, move || {
+                    work(i + 1, threads, worker, rx, result_tx, pool, shared)
+                })
                 .expect("cannot start a thread");
         }
         drop(result_tx);
@@ -480,6 +584,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
                 let guard = shared.read().unwrap_or_else(|e| e.into_inner());
                 results.push(process_chunk(
                     &mut reader0,
+                    pool,
                     &guard,
                     &chunk,
                     true,
@@ -489,7 +594,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
             }
             results.resize_with(threads, ChunkResult::default);
             for _ in 1..threads {
-                match result_rx.recv() {
+                match recv_spinning(&result_rx) {
                     Ok((i, r)) => results[i] = r,
                     Err(_) => break,
                 }
@@ -498,12 +603,12 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
                 let mut guard = shared.write().unwrap_or_else(|e| e.into_inner());
                 guard.apply_merged(results.iter_mut().map(|r| &mut r.writes));
             }
-            peak = peak.max(results.iter().map(|r| r.open_flows).sum());
+            peak = peak.max(pool_flows(pool).0);
             for (i, r) in results.iter_mut().enumerate() {
                 latest[i] = std::mem::take(&mut r.stats);
             }
             let snapshot = || {
-                let mut s = merged(&latest, &shared);
+                let mut s = merged(&latest, &shared, pool);
                 s.flows.peak = peak;
                 s
             };
@@ -554,7 +659,8 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
             for t in 0..threads {
                 if buffers[t].is_empty() && more[t] {
                     if t == 0 {
-                        let (r, m) = finish_batch(&mut reader0, &guard, first[0]);
+                        let adopt = first[0].then_some((pool, 0, threads));
+                        let (r, m) = finish_batch(&mut reader0, &guard, adopt);
                         take_batch(&mut buffers[0], &mut latest[0], r);
                         more[0] = m;
                     } else {
@@ -595,7 +701,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
             let _ = tx.send(Job::Finish(usize::MAX));
         }
         drop(guard);
-        let mut stats = merged(&latest, &shared);
+        let mut stats = merged(&latest, &shared, pool);
         stats.flows.peak = peak.max(stats.flows_open_at_end);
         stats
     })
@@ -618,12 +724,14 @@ fn take_batch(
     *latest = std::mem::take(&mut r.stats);
 }
 
-/// The counters of every thread and of the shared state.
-fn merged(latest: &[PipelineStats], shared: &RwLock<Shared>) -> PipelineStats {
+/// The counters of every thread, of the shards in the pool and of the
+/// shared state.
+fn merged(latest: &[PipelineStats], shared: &RwLock<Shared>, pool: &Pool) -> PipelineStats {
     let mut s = PipelineStats::default();
     for l in latest {
         s.add(l);
     }
+    add_table_stats(&mut s.flows, &pool_flows(pool).1);
     let guard = shared.read().unwrap_or_else(|e| e.into_inner());
     let (cache, behaviour) = guard.stats();
     s.set_shared(cache, behaviour);
@@ -668,17 +776,27 @@ fn report(chunk: &Chunk, results: &mut [ChunkResult], sink: &mut dyn Sink, want_
 /// A worker thread: processes chunks until told to finish.
 fn work(
     index: usize,
+    threads: usize,
     mut worker: Worker,
     jobs: Receiver<Job>,
     results: Sender<(usize, ChunkResult)>,
+    pool: &Pool,
     shared: &RwLock<Shared>,
 ) {
-    while let Ok(job) = jobs.recv() {
+    while let Ok(job) = recv_spinning(&jobs) {
         match job {
             Job::Chunk(chunk, want_outcomes, buffers) => {
                 let r = {
                     let guard = shared.read().unwrap_or_else(|e| e.into_inner());
-                    process_chunk(&mut worker, &guard, &chunk, false, want_outcomes, buffers)
+                    process_chunk(
+                        &mut worker,
+                        pool,
+                        &guard,
+                        &chunk,
+                        false,
+                        want_outcomes,
+                        buffers,
+                    )
                 };
                 drop(chunk);
                 if results.send((index, r)).is_err() {
@@ -691,7 +809,8 @@ fn work(
             Job::Finish(first @ (0 | 1)) => {
                 let (mut r, more) = {
                     let guard = shared.read().unwrap_or_else(|e| e.into_inner());
-                    finish_batch(&mut worker, &guard, first == 1)
+                    let adopt = (first == 1).then_some((pool, index, threads));
+                    finish_batch(&mut worker, &guard, adopt)
                 };
                 r.open_flows = u64::from(more);
                 if results.send((index, r)).is_err() {
@@ -699,6 +818,30 @@ fn work(
                 }
             }
             Job::Finish(_) => return,
+        }
+    }
+}
+
+/// Receives from `rx`, polling for a short while before blocking: the
+/// other threads answer within a chunk's time, and a blocked thread takes
+/// long to wake (on a virtual machine, an idle virtual CPU is halted and
+/// woken by the hypervisor, which can take a tenth of a millisecond: that
+/// once per chunk and thread cost a tenth of the run).
+fn recv_spinning<T>(rx: &Receiver<T>) -> Result<T, std::sync::mpsc::RecvError> {
+    const SPIN: std::time::Duration = std::time::Duration::from_micros(500);
+    let start = std::time::Instant::now();
+    loop {
+        for _ in 0..64 {
+            match rx.try_recv() {
+                Ok(v) => return Ok(v),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    return Err(std::sync::mpsc::RecvError);
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => std::hint::spin_loop(),
+            }
+        }
+        if start.elapsed() > SPIN {
+            return rx.recv();
         }
     }
 }

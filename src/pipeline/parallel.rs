@@ -648,35 +648,37 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
             current = next;
         }
         // The end of the input: every thread ends its open flows, a batch
-        // at a time; the batches are merged by flow id.
+        // at a time; the batches are merged by flow id. Each worker thread
+        // makes its next batch while the last one is reported.
         let guard = shared.read().unwrap_or_else(|e| e.into_inner());
         let mut buffers: Vec<std::collections::VecDeque<Event>> = vec![Default::default(); threads];
         let mut more = vec![true; threads];
-        let mut first = vec![true; threads];
+        for tx in &jobs {
+            let _ = tx.send(Job::Finish(1));
+        }
+        let mut first = true;
         loop {
             // Refill every empty buffer that has more to come.
-            let mut asked = 0;
             for t in 0..threads {
-                if buffers[t].is_empty() && more[t] {
+                while buffers[t].is_empty() && more[t] {
                     if t == 0 {
-                        let adopt = first[0].then_some((pool, 0, threads));
+                        let adopt = first.then_some((pool, 0, threads));
+                        first = false;
                         let (r, m) = finish_batch(&mut reader0, &guard, adopt);
                         take_batch(&mut buffers[0], &mut latest[0], r);
                         more[0] = m;
-                    } else {
-                        let _ = jobs[t - 1].send(Job::Finish(usize::from(first[t])));
-                        asked += 1;
+                        continue;
                     }
-                    first[t] = false;
-                }
-            }
-            for _ in 0..asked {
-                match finish_rx(&result_rx) {
-                    Some((t, r, m)) => {
-                        take_batch(&mut buffers[t], &mut latest[t], r);
-                        more[t] = m;
+                    match finish_rx(&result_rx) {
+                        Some((u, r, m)) => {
+                            take_batch(&mut buffers[u], &mut latest[u], r);
+                            more[u] = m;
+                            if m {
+                                let _ = jobs[u - 1].send(Job::Finish(0));
+                            }
+                        }
+                        None => more.iter_mut().for_each(|m| *m = false),
                     }
-                    None => more.iter_mut().for_each(|m| *m = false),
                 }
             }
             // Report in id order until a buffer that may have more runs dry.
@@ -710,7 +712,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
 /// A finish batch's results from a worker thread (`more` is in the
 /// stats' place: see [`work`]).
 fn finish_rx(rx: &Receiver<(usize, ChunkResult)>) -> Option<(usize, ChunkResult, bool)> {
-    let (t, r) = rx.recv().ok()?;
+    let (t, r) = recv_spinning(rx).ok()?;
     let more = r.open_flows > 0;
     Some((t, r, more))
 }

@@ -236,6 +236,21 @@ impl Behaviour {
             .map(|(p, _)| p)
     }
 
+    /// Whether [`Behaviour::flow_started`] would note this flow now (one
+    /// of its hosts is confirmed). The pipeline logs the start only then:
+    /// a flow counts for behaviour if a host of it was confirmed when its
+    /// chunk began, which spares a write for nearly every flow.
+    pub fn notes_start(&self, f: &FlowFacts, now: Timestamp) -> bool {
+        self.confirmed(f.originator.ip(), now).is_some()
+            || self.confirmed(f.responder.ip(), now).is_some()
+    }
+
+    /// Whether [`Behaviour::flow_ended`] would note this flow now (see
+    /// [`Behaviour::notes_start`]).
+    pub fn notes_end(&self, f: &FlowFacts, now: Timestamp) -> bool {
+        counts_for_fanout(f) && self.confirmed(f.originator.ip(), now).is_some()
+    }
+
     /// A new flow: if it involves a confirmed host, its listening endpoints
     /// gain a peer and a transport.
     pub fn flow_started(&mut self, f: &FlowFacts, now: Timestamp) {

@@ -503,7 +503,9 @@ impl Worker {
                 }
             }
             let facts = flow_facts(flow);
-            ender.write(flow.id, ts, Write::FlowStarted(facts));
+            if ender.shared.behaviour.notes_start(&facts, ts) {
+                ender.write(flow.id, ts, Write::FlowStarted(facts));
+            }
             if let Some(protocol) = hit {
                 ender.stats.cache.hits += 1;
                 ender.detection.name_from_cache(&mut flow.ext, protocol);
@@ -935,7 +937,9 @@ impl Ender<'_> {
     /// it if nothing else named it (and then decided), and becomes a record.
     fn end(&mut self, mut flow: Flow<FlowState>, why: EndReason, events: &mut impl FnMut(Event)) {
         let facts = flow_facts(&flow);
-        self.write(flow.id, flow.last_seen, Write::FlowEnded(facts));
+        if self.shared.behaviour.notes_end(&facts, flow.last_seen) {
+            self.write(flow.id, flow.last_seen, Write::FlowEnded(facts));
+        }
         let mut named = false;
         if flow.ext.verdict.protocol.is_none()
             && let Some((protocol, signals)) =

@@ -9,6 +9,12 @@
 //! it was when the chunk began). Because the order is the input's, not the
 //! threads', the parallel engine's output does not depend on the number of
 //! threads.
+//!
+//! A flow's start and end are logged for host behaviour only if one of its
+//! hosts is a confirmed P2P host in the state the packet reads (for the
+//! engine, as the chunk began): behaviour keeps nothing for other flows, so
+//! nearly every flow logs nothing, which keeps what is applied in order,
+//! on one thread, small.
 
 use std::net::IpAddr;
 

@@ -524,6 +524,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
     if threads == 1 {
         return super::one_thread::run(options, source, sink);
     }
+    let spin = threads <= std::thread::available_parallelism().map_or(1, |n| n.get());
     // Every shard starts in the pool, and the workers hold none.
     let mut all = Worker::new(&options.flows, &options.detect, |_| true);
     let pool: Vec<Mutex<Option<Shard>>> =
@@ -550,7 +551,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
             std::thread::Builder::new()
                 .name(format!("p2pguard-{}", i + 1))
                 .spawn_scoped(scope, move || {
-                    work(i + 1, threads, worker, rx, result_tx, pool, shared)
+                    work(i + 1, threads, spin, worker, rx, result_tx, pool, shared)
                 })
                 .expect("cannot start a thread");
         }
@@ -594,7 +595,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
             }
             results.resize_with(threads, ChunkResult::default);
             for _ in 1..threads {
-                match recv_spinning(&result_rx) {
+                match recv_spinning(&result_rx, spin) {
                     Ok((i, r)) => results[i] = r,
                     Err(_) => break,
                 }
@@ -669,7 +670,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
                         more[0] = m;
                         continue;
                     }
-                    match finish_rx(&result_rx) {
+                    match finish_rx(&result_rx, spin) {
                         Some((u, r, m)) => {
                             take_batch(&mut buffers[u], &mut latest[u], r);
                             more[u] = m;
@@ -711,8 +712,11 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
 
 /// A finish batch's results from a worker thread (`more` is in the
 /// stats' place: see [`work`]).
-fn finish_rx(rx: &Receiver<(usize, ChunkResult)>) -> Option<(usize, ChunkResult, bool)> {
-    let (t, r) = recv_spinning(rx).ok()?;
+fn finish_rx(
+    rx: &Receiver<(usize, ChunkResult)>,
+    spin: bool,
+) -> Option<(usize, ChunkResult, bool)> {
+    let (t, r) = recv_spinning(rx, spin).ok()?;
     let more = r.open_flows > 0;
     Some((t, r, more))
 }
@@ -776,16 +780,18 @@ fn report(chunk: &Chunk, results: &mut [ChunkResult], sink: &mut dyn Sink, want_
 }
 
 /// A worker thread: processes chunks until told to finish.
+#[allow(clippy::too_many_arguments)]
 fn work(
     index: usize,
     threads: usize,
+    spin: bool,
     mut worker: Worker,
     jobs: Receiver<Job>,
     results: Sender<(usize, ChunkResult)>,
     pool: &Pool,
     shared: &RwLock<Shared>,
 ) {
-    while let Ok(job) = recv_spinning(&jobs) {
+    while let Ok(job) = recv_spinning(&jobs, spin) {
         match job {
             Job::Chunk(chunk, want_outcomes, buffers) => {
                 let r = {
@@ -824,12 +830,17 @@ fn work(
     }
 }
 
-/// Receives from `rx`, polling for a short while before blocking: the
+/// Receives from `rx`, polling for a short while first if `spin`: the
 /// other threads answer within a chunk's time, and a blocked thread takes
 /// long to wake (on a virtual machine, an idle virtual CPU is halted and
 /// woken by the hypervisor, which can take a tenth of a millisecond: that
-/// once per chunk and thread cost a tenth of the run).
-fn recv_spinning<T>(rx: &Receiver<T>) -> Result<T, std::sync::mpsc::RecvError> {
+/// once per chunk and thread cost a tenth of the run). Polling is only
+/// for threads that each have a CPU: else it takes one from a thread
+/// with work to do.
+fn recv_spinning<T>(rx: &Receiver<T>, spin: bool) -> Result<T, std::sync::mpsc::RecvError> {
+    if !spin {
+        return rx.recv();
+    }
     const SPIN: std::time::Duration = std::time::Duration::from_micros(500);
     let start = std::time::Instant::now();
     loop {

@@ -2,12 +2,15 @@
 //!
 //! Each worker's events and cross-flow writes come out nearly in input
 //! order by themselves; [`push_in_order`] keeps each list exactly in order,
-//! and [`Merge`] then interleaves the workers' lists. A thread that took
-//! several shards of a chunk has one such run per shard; it puts them in
-//! order with [`sort_moving_once`], which sorts keys and moves each item
-//! once (a flow record is a few hundred bytes; sorting a chunk's records
-//! in place cost a fifth of a run).
+//! and [`Merge`] then interleaves the lists: each shard's events of a
+//! chunk, and each thread's writes. A thread that took several shards
+//! puts its writes in order with [`sort_moving_once`], which sorts keys
+//! and moves each item once. Events are never sorted (a flow record is a
+//! few hundred bytes; sorting a chunk's records in place once cost a fifth
+//! of a run).
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::iter::Peekable;
 use std::vec::Drain;
 
@@ -21,27 +24,6 @@ pub fn push_in_order<T, K: Ord>(list: &mut Vec<T>, item: T, key: impl Fn(&T) -> 
     match list.last() {
         Some(last) if key(last) > k => {
             let at = list.iter().rposition(|x| key(x) <= k).map_or(0, |i| i + 1);
-            list.insert(at, item);
-        }
-        _ => list.push(item),
-    }
-}
-
-/// [`push_in_order`] for a list whose items from `start` on form the run
-/// being built: the item goes in order among those only.
-pub fn push_in_order_from<T, K: Ord>(
-    list: &mut Vec<T>,
-    start: usize,
-    item: T,
-    key: impl Fn(&T) -> K,
-) {
-    let k = key(&item);
-    match list.last() {
-        Some(last) if list.len() > start && key(last) > k => {
-            let at = list[start..]
-                .iter()
-                .rposition(|x| key(x) <= k)
-                .map_or(start, |i| start + i + 1);
             list.insert(at, item);
         }
         _ => list.push(item),
@@ -67,47 +49,37 @@ pub fn sort_moving_once<T, K: Ord>(list: &mut Vec<T>, key: impl Fn(&T) -> K) {
 
 /// The items of several lists, each in order of `key`, taken in order of
 /// `key`; equal keys come from the earlier list first. The lists are
-/// drained, keeping their capacity for reuse.
+/// drained, keeping their capacity for reuse. The next item is found by a
+/// heap of the lists' heads, so many lists (one per shard) cost little.
 pub struct Merge<'a, T, K, F: Fn(&T) -> K> {
     lists: Vec<Peekable<Drain<'a, T>>>,
+    heads: BinaryHeap<Reverse<(K, usize)>>,
     key: F,
 }
 
 impl<'a, T, K: Ord, F: Fn(&T) -> K> Merge<'a, T, K, F> {
     /// Merges these lists.
     pub fn new(lists: impl IntoIterator<Item = &'a mut Vec<T>>, key: F) -> Self {
-        Merge {
-            lists: lists
-                .into_iter()
-                .filter(|l| !l.is_empty())
-                .map(|l| l.drain(..).peekable())
-                .collect(),
-            key,
-        }
-    }
-
-    /// The list holding the next item, and that item's key.
-    fn head(&mut self) -> Option<(usize, K)> {
-        let key = &self.key;
-        let mut best: Option<(usize, K)> = None;
-        for (i, l) in self.lists.iter_mut().enumerate() {
-            if let Some(item) = l.peek() {
-                let k = key(item);
-                if best.as_ref().is_none_or(|(_, b)| k < *b) {
-                    best = Some((i, k));
-                }
-            }
-        }
-        best
+        let mut lists: Vec<Peekable<Drain<'a, T>>> = lists
+            .into_iter()
+            .filter(|l| !l.is_empty())
+            .map(|l| l.drain(..).peekable())
+            .collect();
+        let heads = lists
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, l)| l.peek().map(|item| Reverse((key(item), i))))
+            .collect();
+        Merge { lists, heads, key }
     }
 
     /// The next item, if `pred` accepts its key.
     pub fn next_if(&mut self, pred: impl FnOnce(&K) -> bool) -> Option<T> {
-        let (i, k) = self.head()?;
-        if !pred(&k) {
+        let Reverse((k, _)) = self.heads.peek()?;
+        if !pred(k) {
             return None;
         }
-        self.lists[i].next()
+        self.next()
     }
 }
 
@@ -115,11 +87,13 @@ impl<T, K: Ord, F: Fn(&T) -> K> Iterator for Merge<'_, T, K, F> {
     type Item = T;
 
     fn next(&mut self) -> Option<T> {
-        if let [only] = self.lists.as_mut_slice() {
-            return only.next();
+        let Reverse((_, i)) = self.heads.pop()?;
+        let list = &mut self.lists[i];
+        let item = list.next();
+        if let Some(next) = list.peek() {
+            self.heads.push(Reverse(((self.key)(next), i)));
         }
-        let (i, _) = self.head()?;
-        self.lists[i].next()
+        item
     }
 }
 
@@ -137,27 +111,6 @@ mod tests {
             l,
             [(0, 'e'), (1, 'a'), (2, 'c'), (2, 'f'), (3, 'b'), (3, 'd')]
         );
-    }
-
-    #[test]
-    fn pushes_from_a_run_start_order_only_the_run() {
-        // The run from index 3 on is kept in order; what is before it is
-        // left alone even where it is larger.
-        let mut l = vec![(5, 'a'), (6, 'b'), (7, 'c')];
-        for item in [(2, 'd'), (1, 'e'), (2, 'f'), (9, 'g'), (1, 'h')] {
-            push_in_order_from(&mut l, 3, item, |x| x.0);
-        }
-        let expected = [
-            (5, 'a'),
-            (6, 'b'),
-            (7, 'c'),
-            (1, 'e'),
-            (1, 'h'),
-            (2, 'd'),
-            (2, 'f'),
-            (9, 'g'),
-        ];
-        assert_eq!(l, expected);
     }
 
     #[test]

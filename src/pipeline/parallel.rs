@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::merge::{Merge, push_in_order_from, sort_moving_once};
+use super::merge::{Merge, push_in_order, sort_moving_once};
 use super::shared::{Keyed, Shared};
 use super::{
     ChunkCutter, Event, PacketOutcome, PipelineStats, SHARDS, Shard, SharedAccess, Worker,
@@ -339,7 +339,11 @@ pub(super) fn at_chunk_end(last_seq: u64) -> u64 {
 /// between the threads, so that they keep their capacity.
 #[derive(Default)]
 struct ChunkResult {
-    /// Events with where they arose (see [`at_packet`]), in that order.
+    /// Events with where they arose (see [`at_packet`]), in that order, of
+    /// each shard processed, the first `runs_used`.
+    runs: Vec<Vec<(u64, Event)>>,
+    runs_used: usize,
+    /// At the end of the input: the flows ended, in order of creation.
     events: Vec<(u64, Event)>,
     /// Cross-flow writes, in input order.
     writes: Vec<Keyed>,
@@ -353,6 +357,8 @@ struct ChunkResult {
 
 impl ChunkResult {
     fn clear(&mut self) {
+        self.runs.iter_mut().for_each(Vec::clear);
+        self.runs_used = 0;
         self.events.clear();
         self.writes.clear();
         self.outcomes.clear();
@@ -361,6 +367,8 @@ impl ChunkResult {
     }
 }
 
+// One job per chunk and thread: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Job {
     /// A chunk, whether outcomes are wanted, and emptied buffers to fill.
     Chunk(Arc<Chunk>, bool, ChunkResult),
@@ -416,8 +424,12 @@ fn process_chunk(
         };
         worker.put_shard(shard, state);
         // Each shard's events and writes are a run in input order; the
-        // runs are sorted together below.
-        let run = r.events.len();
+        // writes are sorted together below, the events merged by `report`.
+        if r.runs.len() == r.runs_used {
+            r.runs.push(Vec::new());
+        }
+        let run = &mut r.runs[r.runs_used];
+        r.runs_used += 1;
         r.shard_writes.clear();
         for d in &chunk.by_shard[shard] {
             let packet = chunk.packet(d);
@@ -425,10 +437,10 @@ fn process_chunk(
                 shared,
                 log: &mut r.shard_writes,
             };
-            let events = &mut r.events;
+            let events = &mut *run;
             let outcome =
                 worker.process(access, d.seq, d.ts, shard, &packet, d.wire_len, &mut |e| {
-                    push_in_order_from(events, run, (at_packet(d.seq), e), event_order)
+                    push_in_order(events, (at_packet(d.seq), e), event_order)
                 });
             if want_outcomes {
                 r.outcomes.push((d.frame, outcome));
@@ -439,7 +451,7 @@ fn process_chunk(
                 shared,
                 log: &mut r.shard_writes,
             };
-            let (key, events) = (at_chunk_end(chunk.last_seq()), &mut r.events);
+            let (key, events) = (at_chunk_end(chunk.last_seq()), &mut *run);
             worker.end_chunk(access, key, chunk.now, &mut |e| events.push((key, e)));
         }
         r.writes.append(&mut r.shard_writes);
@@ -447,7 +459,6 @@ fn process_chunk(
         shards_done += 1;
     }
     if shards_done > 1 {
-        sort_moving_once(&mut r.events, event_order);
         sort_moving_once(&mut r.writes, Keyed::order);
     }
     r.stats = worker.stats();
@@ -744,10 +755,17 @@ fn merged(latest: &[PipelineStats], shared: &RwLock<Shared>, pool: &Pool) -> Pip
     s
 }
 
+/// Every shard's events of a chunk.
+fn runs(results: &mut [ChunkResult]) -> impl Iterator<Item = &mut Vec<(u64, Event)>> {
+    results
+        .iter_mut()
+        .flat_map(|r| r.runs[..r.runs_used].iter_mut())
+}
+
 /// Hands a finished chunk's events (and frames) to the sink in input order.
 fn report(chunk: &Chunk, results: &mut [ChunkResult], sink: &mut dyn Sink, want_outcomes: bool) {
     if !want_outcomes {
-        for (_, e) in Merge::new(results.iter_mut().map(|r| &mut r.events), event_order) {
+        for (_, e) in Merge::new(runs(results), event_order) {
             sink.event(e);
         }
         return;
@@ -759,7 +777,7 @@ fn report(chunk: &Chunk, results: &mut [ChunkResult], sink: &mut dyn Sink, want_
         }
     }
     // Events of a packet come before the packet, as in one thread.
-    let mut events = Merge::new(results.iter_mut().map(|r| &mut r.events), event_order);
+    let mut events = Merge::new(runs(results), event_order);
     for (f, outcome) in chunk.frames.iter().zip(outcomes) {
         while let Some((_, e)) = events.next_if(|(key, _)| *key <= at_packet(f.seq)) {
             sink.event(e);

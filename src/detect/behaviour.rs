@@ -40,6 +40,20 @@ use crate::decode::Transport;
 use crate::flow::Endpoint;
 use crate::timestamp::{Duration, Timestamp};
 
+/// Whether host behaviour notes a flow's start or end, by the state when
+/// it is asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notes {
+    /// A host of the flow is confirmed: it is noted.
+    Now,
+    /// No host of it is confirmed yet: noted only if one gets confirmed
+    /// before it applies (either host for a start, the originator for an
+    /// end).
+    IfConfirmed,
+    /// Never noted (an end that does not count for fan-out).
+    Never,
+}
+
 /// Limits and thresholds of the behaviour signals.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BehaviourConfig {
@@ -236,19 +250,29 @@ impl Behaviour {
             .map(|(p, _)| p)
     }
 
-    /// Whether [`Behaviour::flow_started`] would note this flow now (one
-    /// of its hosts is confirmed). The pipeline logs the start only then:
-    /// a flow counts for behaviour if a host of it was confirmed when its
-    /// chunk began, which spares a write for nearly every flow.
-    pub fn notes_start(&self, f: &FlowFacts, now: Timestamp) -> bool {
-        self.confirmed(f.originator.ip(), now).is_some()
+    /// Whether [`Behaviour::flow_started`] notes this flow, by the state
+    /// now: at once if a host of it is confirmed, else only if one is by
+    /// the time the start applies.
+    pub fn notes_start(&self, f: &FlowFacts, now: Timestamp) -> Notes {
+        if self.confirmed(f.originator.ip(), now).is_some()
             || self.confirmed(f.responder.ip(), now).is_some()
+        {
+            Notes::Now
+        } else {
+            Notes::IfConfirmed
+        }
     }
 
-    /// Whether [`Behaviour::flow_ended`] would note this flow now (see
-    /// [`Behaviour::notes_start`]).
-    pub fn notes_end(&self, f: &FlowFacts, now: Timestamp) -> bool {
-        counts_for_fanout(f) && self.confirmed(f.originator.ip(), now).is_some()
+    /// Whether [`Behaviour::flow_ended`] notes this flow, by the state now
+    /// (see [`Behaviour::notes_start`]).
+    pub fn notes_end(&self, f: &FlowFacts, now: Timestamp) -> Notes {
+        if !counts_for_fanout(f) {
+            Notes::Never
+        } else if self.confirmed(f.originator.ip(), now).is_some() {
+            Notes::Now
+        } else {
+            Notes::IfConfirmed
+        }
     }
 
     /// A new flow: if it involves a confirmed host, its listening endpoints

@@ -27,7 +27,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::decode::{self, LinkType, Packet, Skip, SkipCounts, Transport};
-use crate::detect::behaviour::{BehaviourStats, FlowFacts};
+use crate::detect::behaviour::{BehaviourStats, FlowFacts, Notes};
 use crate::detect::cache::{CacheStats, Learnt, Lookup, Transports};
 use crate::detect::{Confidence, DetectConfig, Detection, FlowState, PacketView, Protocol};
 use crate::flow::{
@@ -324,6 +324,11 @@ pub struct SharedAccess<'a> {
     pub shared: &'a Shared,
     /// Where the changes go.
     pub log: &'a mut Vec<Keyed>,
+    /// Where the starts and ends of flows go that host behaviour notes only
+    /// if a host of theirs turns out to be confirmed by the time they apply
+    /// (see [`Shared::apply_chunk`]); `None` where writes apply at once,
+    /// so that the state read is the state they apply to.
+    pub unconfirmed: Option<&'a mut Vec<Keyed>>,
 }
 
 impl Worker {
@@ -441,6 +446,7 @@ impl Worker {
         &'a mut self,
         shared: &'a Shared,
         log: &'a mut Vec<Keyed>,
+        unconfirmed: Option<&'a mut Vec<Keyed>>,
         seq: u64,
         shard: usize,
     ) -> Option<(Ender<'a>, &'a mut FlowTable<FlowState>)> {
@@ -449,6 +455,7 @@ impl Worker {
             detection: &self.detection,
             shared,
             log,
+            unconfirmed,
             seq,
             policy: self.policy.as_deref(),
             generation: self.generation,
@@ -479,8 +486,13 @@ impl Worker {
         }
         let mut learnt = std::mem::take(&mut self.learnt);
         // Writes are ordered like events: see `parallel::at_packet`.
-        let Some((mut ender, table)) = self.ender(access.shared, access.log, seq << 1, shard)
-        else {
+        let Some((mut ender, table)) = self.ender(
+            access.shared,
+            access.log,
+            access.unconfirmed,
+            seq << 1,
+            shard,
+        ) else {
             debug_assert!(false, "shard {shard} is not this worker's");
             return PacketOutcome::Skipped(Skip::NotIp);
         };
@@ -503,9 +515,8 @@ impl Worker {
                 }
             }
             let facts = flow_facts(flow);
-            if ender.shared.behaviour.notes_start(&facts, ts) {
-                ender.write(flow.id, ts, Write::FlowStarted(facts));
-            }
+            let notes = ender.shared.behaviour.notes_start(&facts, ts);
+            ender.note(flow.id, ts, notes, Write::FlowStarted(facts));
             if let Some(protocol) = hit {
                 ender.stats.cache.hits += 1;
                 ender.detection.name_from_cache(&mut flow.ext, protocol);
@@ -599,7 +610,7 @@ impl Worker {
     /// (after the chunk's last packet).
     pub fn end_chunk(
         &mut self,
-        access: SharedAccess<'_>,
+        mut access: SharedAccess<'_>,
         order: u64,
         now: Timestamp,
         events: &mut impl FnMut(Event),
@@ -615,8 +626,10 @@ impl Worker {
         }
         idle.sort_unstable_by_key(|(id, _, _)| *id);
         for (_, shard, r) in idle.drain(..) {
-            let log = &mut *access.log;
-            if let Some((mut ender, table)) = self.ender(access.shared, log, order, shard.into()) {
+            let (log, unconfirmed) = (&mut *access.log, access.unconfirmed.as_deref_mut());
+            if let Some((mut ender, table)) =
+                self.ender(access.shared, log, unconfirmed, order, shard.into())
+            {
                 ender.end(table.take_idle(r), EndReason::IdleTimeout, events);
             }
         }
@@ -642,7 +655,7 @@ impl Worker {
     /// order of creation; false once none is left.
     pub fn finish_some(
         &mut self,
-        access: SharedAccess<'_>,
+        mut access: SharedAccess<'_>,
         max: usize,
         events: &mut impl FnMut(Event),
     ) -> bool {
@@ -651,8 +664,9 @@ impl Worker {
             let Some((_, shard, r)) = finishing.pop() else {
                 break;
             };
-            let log = &mut *access.log;
-            if let Some((mut ender, table)) = self.ender(access.shared, log, u64::MAX, shard.into())
+            let (log, unconfirmed) = (&mut *access.log, access.unconfirmed.as_deref_mut());
+            if let Some((mut ender, table)) =
+                self.ender(access.shared, log, unconfirmed, u64::MAX, shard.into())
             {
                 let flow = table.take(r);
                 ender.end(flow, EndReason::EndOfInput, events);
@@ -747,6 +761,7 @@ impl Pipeline {
         let access = SharedAccess {
             shared: &self.shared,
             log: &mut self.log,
+            unconfirmed: None,
         };
         let shard = shard_of(&packet);
         let outcome = self
@@ -763,6 +778,7 @@ impl Pipeline {
         let access = SharedAccess {
             shared: &self.shared,
             log: &mut self.log,
+            unconfirmed: None,
         };
         self.worker
             .end_chunk(access, (self.seq << 1) | 1, now, events);
@@ -777,6 +793,7 @@ impl Pipeline {
         let access = SharedAccess {
             shared: &self.shared,
             log: &mut self.log,
+            unconfirmed: None,
         };
         self.worker.begin_finish();
         self.worker.finish_some(access, usize::MAX, events);
@@ -839,6 +856,7 @@ struct Ender<'a> {
     detection: &'a Detection,
     shared: &'a Shared,
     log: &'a mut Vec<Keyed>,
+    unconfirmed: Option<&'a mut Vec<Keyed>>,
     /// Input position of what is being processed.
     seq: u64,
     policy: Option<&'a Policy>,
@@ -856,6 +874,25 @@ impl Ender<'_> {
             write,
         };
         merge::push_in_order(self.log, k, Keyed::order);
+    }
+
+    /// Logs a flow's start or end for host behaviour, as the state read
+    /// says it needs (see [`Notes`]).
+    fn note(&mut self, flow: u64, ts: Timestamp, notes: Notes, write: Write) {
+        match notes {
+            Notes::Now => self.write(flow, ts, write),
+            Notes::IfConfirmed => {
+                if let Some(u) = self.unconfirmed.as_deref_mut() {
+                    u.push(Keyed {
+                        seq: self.seq,
+                        flow,
+                        ts,
+                        write,
+                    });
+                }
+            }
+            Notes::Never => {}
+        }
     }
 
     /// The flow's decision under the policy: decided again when the
@@ -937,9 +974,8 @@ impl Ender<'_> {
     /// it if nothing else named it (and then decided), and becomes a record.
     fn end(&mut self, mut flow: Flow<FlowState>, why: EndReason, events: &mut impl FnMut(Event)) {
         let facts = flow_facts(&flow);
-        if self.shared.behaviour.notes_end(&facts, flow.last_seen) {
-            self.write(flow.id, flow.last_seen, Write::FlowEnded(facts));
-        }
+        let notes = self.shared.behaviour.notes_end(&facts, flow.last_seen);
+        self.note(flow.id, flow.last_seen, notes, Write::FlowEnded(facts));
         let mut named = false;
         if flow.ext.verdict.protocol.is_none()
             && let Some((protocol, signals)) =

@@ -33,6 +33,8 @@ struct Run<'a> {
     latest: Timestamp,
     /// Writes of the current chunk, applied at its end.
     writes: Vec<Keyed>,
+    /// Flow starts and ends that count only if a host gets confirmed.
+    unconfirmed: Vec<Keyed>,
     /// One packet's (or one chunk end's) events, put in order.
     events: Vec<(u64, Event)>,
     /// Most flows open at a chunk's end.
@@ -56,6 +58,7 @@ impl Run<'_> {
                 let access = SharedAccess {
                     shared: &self.shared,
                     log: &mut self.writes,
+                    unconfirmed: Some(&mut self.unconfirmed),
                 };
                 let (events, key) = (&mut self.events, at_packet(self.seq));
                 self.worker.process(
@@ -94,11 +97,13 @@ impl Run<'_> {
             let access = SharedAccess {
                 shared: &self.shared,
                 log: &mut self.writes,
+                unconfirmed: Some(&mut self.unconfirmed),
             };
             let (events, key) = (&mut self.events, at_chunk_end(self.seq));
             self.worker
                 .end_chunk(access, key, self.latest, &mut |e| events.push((key, e)));
-            self.shared.apply_merged([&mut self.writes]);
+            self.shared
+                .apply_chunk([&mut self.writes], [&mut self.unconfirmed]);
             self.in_chunk = 0;
         }
         self.peak = self.peak.max(self.worker.open_flows());
@@ -126,6 +131,7 @@ impl Run<'_> {
             let access = SharedAccess {
                 shared: &self.shared,
                 log: &mut self.writes,
+                unconfirmed: None,
             };
             let events = &mut self.events;
             let more = self
@@ -170,6 +176,7 @@ pub(super) fn run(
         in_chunk: 0,
         latest: Timestamp(0),
         writes: Vec::new(),
+        unconfirmed: Vec::new(),
         events: Vec::new(),
         peak: 0,
         stopped: false,

@@ -349,6 +349,9 @@ struct ChunkResult {
     writes: Vec<Keyed>,
     /// One shard's writes (reused buffer).
     shard_writes: Vec<Keyed>,
+    /// Flow starts and ends that count only if a host gets confirmed (see
+    /// [`Shared::apply_chunk`]), in no order.
+    unconfirmed: Vec<Keyed>,
     /// Outcomes by frame index in the chunk (if the sink wants them).
     outcomes: Vec<(u32, PacketOutcome)>,
     open_flows: u64,
@@ -361,6 +364,7 @@ impl ChunkResult {
         self.runs_used = 0;
         self.events.clear();
         self.writes.clear();
+        self.unconfirmed.clear();
         self.outcomes.clear();
         self.open_flows = 0;
         self.stats = PipelineStats::default();
@@ -436,6 +440,7 @@ fn process_chunk(
             let access = SharedAccess {
                 shared,
                 log: &mut r.shard_writes,
+                unconfirmed: Some(&mut r.unconfirmed),
             };
             let events = &mut *run;
             let outcome =
@@ -450,6 +455,7 @@ fn process_chunk(
             let access = SharedAccess {
                 shared,
                 log: &mut r.shard_writes,
+                unconfirmed: Some(&mut r.unconfirmed),
             };
             let (key, events) = (at_chunk_end(chunk.last_seq()), &mut *run);
             worker.end_chunk(access, key, chunk.now, &mut |e| events.push((key, e)));
@@ -508,6 +514,7 @@ fn finish_batch(
     let access = SharedAccess {
         shared,
         log: &mut r.writes,
+        unconfirmed: None,
     };
     let events = &mut r.events;
     let more = worker.finish_some(access, FINISH_BATCH, &mut |e| events.push((u64::MAX, e)));
@@ -613,7 +620,11 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
             }
             {
                 let mut guard = shared.write().unwrap_or_else(|e| e.into_inner());
-                guard.apply_merged(results.iter_mut().map(|r| &mut r.writes));
+                let (writes, unconfirmed): (Vec<_>, Vec<_>) = results
+                    .iter_mut()
+                    .map(|r| (&mut r.writes, &mut r.unconfirmed))
+                    .unzip();
+                guard.apply_chunk(writes, unconfirmed);
             }
             peak = peak.max(pool_flows(pool).0);
             for (i, r) in results.iter_mut().enumerate() {

@@ -610,19 +610,46 @@ impl Worker {
     /// (after the chunk's last packet).
     pub fn end_chunk(
         &mut self,
-        mut access: SharedAccess<'_>,
+        access: SharedAccess<'_>,
         order: u64,
         now: Timestamp,
         events: &mut impl FnMut(Event),
     ) {
         // In order of creation, as the parallel engine reports them (see
         // `parallel::report`): listed first, then ended.
+        self.end_idle(access, order, now, 0..SHARDS, events);
+    }
+
+    /// [`Worker::end_chunk`] for the flows of `shard` alone.
+    pub fn end_chunk_of(
+        &mut self,
+        access: SharedAccess<'_>,
+        order: u64,
+        now: Timestamp,
+        shard: usize,
+        events: &mut impl FnMut(Event),
+    ) {
+        self.end_idle(access, order, now, shard..shard + 1, events);
+    }
+
+    fn end_idle(
+        &mut self,
+        mut access: SharedAccess<'_>,
+        order: u64,
+        now: Timestamp,
+        shards: std::ops::Range<usize>,
+        events: &mut impl FnMut(Event),
+    ) {
         let mut idle = std::mem::take(&mut self.idle);
-        for (shard, state) in self.tables.iter().enumerate() {
-            if let Some(s) = state {
+        for shard in shards {
+            if let Some(Some(s)) = self.tables.get(shard) {
                 s.table
                     .idle_flows(now, |id, r| idle.push((id, shard as u8, r)));
             }
+        }
+        if idle.is_empty() {
+            self.idle = idle;
+            return;
         }
         idle.sort_unstable_by_key(|(id, _, _)| *id);
         for (_, shard, r) in idle.drain(..) {

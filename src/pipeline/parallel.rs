@@ -458,7 +458,9 @@ fn process_chunk(
                 unconfirmed: Some(&mut r.unconfirmed),
             };
             let (key, events) = (at_chunk_end(chunk.last_seq()), &mut *run);
-            worker.end_chunk(access, key, chunk.now, &mut |e| events.push((key, e)));
+            worker.end_chunk_of(access, key, chunk.now, shard, &mut |e| {
+                events.push((key, e))
+            });
         }
         r.writes.append(&mut r.shard_writes);
         *slot = worker.take_shard(shard);

@@ -2,12 +2,9 @@
 //!
 //! Each worker's events and cross-flow writes come out nearly in input
 //! order by themselves; [`push_in_order`] keeps each list exactly in order,
-//! and [`Merge`] then interleaves the lists: each shard's events of a
-//! chunk, and each thread's writes. A thread that took several shards
-//! puts its writes in order with [`sort_moving_once`], which sorts keys
-//! and moves each item once. Events are never sorted (a flow record is a
-//! few hundred bytes; sorting a chunk's records in place once cost a fifth
-//! of a run).
+//! and [`Merge`] then interleaves the lists, one per shard of a chunk, so
+//! nothing large is ever sorted (a flow record is a few hundred bytes;
+//! sorting a chunk's records once cost a fifth of a run).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -28,23 +25,6 @@ pub fn push_in_order<T, K: Ord>(list: &mut Vec<T>, item: T, key: impl Fn(&T) -> 
         }
         _ => list.push(item),
     }
-}
-
-/// Sorts `list` stably by `key`, moving each item once (the items may be
-/// large; only their keys are sorted). Nothing moves if it is in order.
-pub fn sort_moving_once<T, K: Ord>(list: &mut Vec<T>, key: impl Fn(&T) -> K) {
-    if list.is_sorted_by_key(&key) {
-        return;
-    }
-    // Ties by position keep it stable.
-    let mut order: Vec<(K, usize)> = list.iter().map(&key).zip(0..).collect();
-    order.sort_unstable();
-    let mut slots: Vec<Option<T>> = list.drain(..).map(Some).collect();
-    list.extend(
-        order
-            .iter()
-            .filter_map(|(_, i)| slots.get_mut(*i).and_then(Option::take)),
-    );
 }
 
 /// The items of several lists, each in order of `key`, taken in order of
@@ -111,39 +91,6 @@ mod tests {
             l,
             [(0, 'e'), (1, 'a'), (2, 'c'), (2, 'f'), (3, 'b'), (3, 'd')]
         );
-    }
-
-    #[test]
-    fn sorting_moving_once_equals_a_stable_sort() {
-        let mut seed = 7u64;
-        let mut rnd = || {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            seed >> 33
-        };
-        for len in [0usize, 1, 2, 5, 40, 300] {
-            for _ in 0..20 {
-                // Sorted runs one after the other, as several shards make.
-                let mut l: Vec<(u64, u64)> = Vec::new();
-                let mut n = 0;
-                while l.len() < len {
-                    let run = (rnd() % 12 + 1) as usize;
-                    let mut run: Vec<(u64, u64)> = (0..run)
-                        .map(|_| {
-                            n += 1;
-                            (rnd() % 16, n)
-                        })
-                        .collect();
-                    run.sort_by_key(|x| x.0);
-                    l.extend(run);
-                }
-                let mut expected = l.clone();
-                expected.sort_by_key(|x| x.0);
-                sort_moving_once(&mut l, |x| x.0);
-                assert_eq!(l, expected);
-            }
-        }
     }
 
     #[test]

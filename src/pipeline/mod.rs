@@ -8,8 +8,9 @@
 //! endpoints that both directions share. A [`Worker`] holds some of the
 //! shards: one worker holding all of them is the single-threaded
 //! [`Pipeline`]; in the parallel engine ([`parallel`]) each thread's
-//! worker takes shards in turn, whichever is free taking the next. What flows teach about other flows ([`shared`]) is read
-//! freely and changed in input order.
+//! worker takes shards in turn, whichever is free taking the next. What
+//! flows teach about other flows ([`shared`]) is read freely and changed
+//! in input order.
 //!
 //! The input is cut into chunks (at most [`CHUNK_PACKETS`] packets or
 //! [`CHUNK_SPAN`] of packet time, decided by the input alone). At each
@@ -360,11 +361,6 @@ impl Worker {
             finishing: Vec::new(),
             idle: Vec::new(),
         }
-    }
-
-    /// Whether this worker holds `shard`.
-    pub fn owns(&self, shard: usize) -> bool {
-        self.tables.get(shard).is_some_and(Option::is_some)
     }
 
     /// Gives up `shard` (if held), for another worker to take.

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::merge::{Merge, push_in_order, sort_moving_once};
+use super::merge::{Merge, push_in_order};
 use super::shared::{Keyed, Shared};
 use super::{
     ChunkCutter, Event, PacketOutcome, PipelineStats, SHARDS, Shard, SharedAccess, Worker,
@@ -335,20 +335,25 @@ pub(super) fn at_chunk_end(last_seq: u64) -> u64 {
     (last_seq << 1) | 1
 }
 
+/// What one shard's packets and chunk end made, each list in input order;
+/// the lists of every shard are merged (see [`Merge`]).
+#[derive(Default)]
+struct ShardRun {
+    /// Events with where they arose (see [`at_packet`]).
+    events: Vec<(u64, Event)>,
+    /// Cross-flow writes.
+    writes: Vec<Keyed>,
+}
+
 /// What one thread made of one chunk. Its buffers go back and forth
 /// between the threads, so that they keep their capacity.
 #[derive(Default)]
 struct ChunkResult {
-    /// Events with where they arose (see [`at_packet`]), in that order, of
-    /// each shard processed, the first `runs_used`.
-    runs: Vec<Vec<(u64, Event)>>,
+    /// One for each shard the thread processed: the first `runs_used`.
+    runs: Vec<ShardRun>,
     runs_used: usize,
     /// At the end of the input: the flows ended, in order of creation.
     events: Vec<(u64, Event)>,
-    /// Cross-flow writes, in input order.
-    writes: Vec<Keyed>,
-    /// One shard's writes (reused buffer).
-    shard_writes: Vec<Keyed>,
     /// Flow starts and ends that count only if a host gets confirmed (see
     /// [`Shared::apply_chunk`]), in no order.
     unconfirmed: Vec<Keyed>,
@@ -360,10 +365,12 @@ struct ChunkResult {
 
 impl ChunkResult {
     fn clear(&mut self) {
-        self.runs.iter_mut().for_each(Vec::clear);
+        for run in &mut self.runs {
+            run.events.clear();
+            run.writes.clear();
+        }
         self.runs_used = 0;
         self.events.clear();
-        self.writes.clear();
         self.unconfirmed.clear();
         self.outcomes.clear();
         self.open_flows = 0;
@@ -415,7 +422,6 @@ fn process_chunk(
             }
         }
     }
-    let mut shards_done = 0;
     loop {
         let shard = chunk.claim.fetch_add(1, Ordering::Relaxed);
         if shard >= SHARDS {
@@ -427,22 +433,19 @@ fn process_chunk(
             continue;
         };
         worker.put_shard(shard, state);
-        // Each shard's events and writes are a run in input order; the
-        // writes are sorted together below, the events merged by `report`.
         if r.runs.len() == r.runs_used {
-            r.runs.push(Vec::new());
+            r.runs.push(ShardRun::default());
         }
         let run = &mut r.runs[r.runs_used];
         r.runs_used += 1;
-        r.shard_writes.clear();
         for d in &chunk.by_shard[shard] {
             let packet = chunk.packet(d);
             let access = SharedAccess {
                 shared,
-                log: &mut r.shard_writes,
+                log: &mut run.writes,
                 unconfirmed: Some(&mut r.unconfirmed),
             };
-            let events = &mut *run;
+            let events = &mut run.events;
             let outcome =
                 worker.process(access, d.seq, d.ts, shard, &packet, d.wire_len, &mut |e| {
                     push_in_order(events, (at_packet(d.seq), e), event_order)
@@ -454,20 +457,15 @@ fn process_chunk(
         if !chunk.frames.is_empty() {
             let access = SharedAccess {
                 shared,
-                log: &mut r.shard_writes,
+                log: &mut run.writes,
                 unconfirmed: Some(&mut r.unconfirmed),
             };
-            let (key, events) = (at_chunk_end(chunk.last_seq()), &mut *run);
+            let (key, events) = (at_chunk_end(chunk.last_seq()), &mut run.events);
             worker.end_chunk_of(access, key, chunk.now, shard, &mut |e| {
                 events.push((key, e))
             });
         }
-        r.writes.append(&mut r.shard_writes);
         *slot = worker.take_shard(shard);
-        shards_done += 1;
-    }
-    if shards_done > 1 {
-        sort_moving_once(&mut r.writes, Keyed::order);
     }
     r.stats = worker.stats();
     r
@@ -513,14 +511,15 @@ fn finish_batch(
         worker.begin_finish();
     }
     let mut r = ChunkResult::default();
+    // What ending flows teaches is of no use any more.
+    let mut writes = Vec::new();
     let access = SharedAccess {
         shared,
-        log: &mut r.writes,
+        log: &mut writes,
         unconfirmed: None,
     };
     let events = &mut r.events;
     let more = worker.finish_some(access, FINISH_BATCH, &mut |e| events.push((u64::MAX, e)));
-    r.writes.clear();
     r.stats = worker.stats();
     (r, more)
 }
@@ -622,10 +621,12 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
             }
             {
                 let mut guard = shared.write().unwrap_or_else(|e| e.into_inner());
-                let (writes, unconfirmed): (Vec<_>, Vec<_>) = results
-                    .iter_mut()
-                    .map(|r| (&mut r.writes, &mut r.unconfirmed))
-                    .unzip();
+                let (mut writes, mut unconfirmed) = (Vec::new(), Vec::new());
+                for r in results.iter_mut() {
+                    let runs = r.runs[..r.runs_used].iter_mut();
+                    writes.extend(runs.map(|run| &mut run.writes));
+                    unconfirmed.push(&mut r.unconfirmed);
+                }
                 guard.apply_chunk(writes, unconfirmed);
             }
             peak = peak.max(pool_flows(pool).0);
@@ -772,7 +773,7 @@ fn merged(latest: &[PipelineStats], shared: &RwLock<Shared>, pool: &Pool) -> Pip
 fn runs(results: &mut [ChunkResult]) -> impl Iterator<Item = &mut Vec<(u64, Event)>> {
     results
         .iter_mut()
-        .flat_map(|r| r.runs[..r.runs_used].iter_mut())
+        .flat_map(|r| r.runs[..r.runs_used].iter_mut().map(|run| &mut run.events))
 }
 
 /// Hands a finished chunk's events (and frames) to the sink in input order.

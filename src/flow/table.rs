@@ -276,6 +276,9 @@ pub struct FlowTable<T> {
     free: Vec<u32>,
     lists: [List; 4],
     stats: FlowTableStats,
+    /// Where the index's control bytes start, as last seen: only to
+    /// prefetch (see [`FlowTable::prefetch_index`]), never dereferenced.
+    index_ctrl: usize,
 }
 
 impl<T: Default> FlowTable<T> {
@@ -296,6 +299,7 @@ impl<T: Default> FlowTable<T> {
                 tail: NONE,
             }; 4],
             stats: FlowTableStats::default(),
+            index_ctrl: 0,
         }
     }
 
@@ -329,6 +333,66 @@ impl<T: Default> FlowTable<T> {
         self.node_mut(r.0)
     }
 
+    /// The hash under which the flow of `packet` is indexed: for
+    /// [`FlowTable::prefetch_index`], [`FlowTable::prefetch_flow`] and
+    /// [`FlowTable::track_hashed`].
+    pub fn hash_of(&self, packet: &Packet<'_>) -> u64 {
+        let src = Endpoint::new(packet.src, packet.src_port);
+        let dst = Endpoint::new(packet.dst, packet.dst_port);
+        self.hasher
+            .hash_one(FlowKey::new(packet.transport, src, dst).0)
+    }
+
+    /// Asks the CPU to fetch the index entries a look-up of `hash` will
+    /// read first, so that a caller who knows its next packets can overlap
+    /// their cache misses. A hint only: the addresses follow hashbrown's
+    /// layout (values stored downwards before the control bytes, the probe
+    /// starting at `hash & mask`); were that to change, the prefetch would
+    /// fetch the wrong lines and nothing else would differ.
+    #[inline]
+    pub fn prefetch_index(&self, hash: u64) {
+        if self.index_ctrl == 0 {
+            return;
+        }
+        let pos = (hash as usize) & (self.index.num_buckets() - 1);
+        prefetch(self.index_ctrl.wrapping_add(pos));
+        let slot = std::mem::size_of::<u32>();
+        prefetch(self.index_ctrl.wrapping_sub((pos + 1) * slot));
+    }
+
+    /// Asks the CPU to fetch the flow a look-up of `hash` would find (the
+    /// first whose hash tag matches; its key is not compared, which would
+    /// wait for the flow to arrive), best after
+    /// [`FlowTable::prefetch_index`] has had time to bring the index in.
+    #[inline]
+    pub fn prefetch_flow(&self, hash: u64) {
+        if let Some(&i) = self.index.find(hash, |_| true) {
+            let node = self.nodes.get(i) as *const Option<Flow<T>> as usize;
+            let size = std::mem::size_of::<Option<Flow<T>>>();
+            for line in (0..size).step_by(64) {
+                prefetch(node + line);
+            }
+            prefetch(node + size - 1);
+            prefetch(&self.links[i as usize] as *const Link as usize);
+        }
+    }
+
+    /// Asks the CPU to fetch what taking out the flow behind `r` will
+    /// touch besides the flow: its index entries and its list neighbours.
+    #[inline]
+    pub fn prefetch_removal(&self, r: FlowRef) {
+        let Some(flow) = self.nodes.get(r.0).as_ref() else {
+            return;
+        };
+        self.prefetch_index(self.hasher.hash_one(flow.key));
+        let link = self.links[r.0 as usize];
+        for i in [link.prev, link.next] {
+            if i != NONE {
+                prefetch(&self.links[i as usize] as *const Link as usize);
+            }
+        }
+    }
+
     /// Finds or creates (with id `id`) the flow of `packet`, counts the
     /// packet on it and updates its TCP state and timeout class. Flows that
     /// must end first (the packet's own flow if it was idle for longer than
@@ -342,13 +406,28 @@ impl<T: Default> FlowTable<T> {
         id: u64,
         ended: &mut impl FnMut(Flow<T>, EndReason),
     ) -> Tracked {
+        let hash = self.hash_of(packet);
+        self.track_hashed(packet, hash, wire_len, ts, id, ended)
+    }
+
+    /// [`FlowTable::track`] for a packet whose [`FlowTable::hash_of`] is
+    /// known.
+    pub fn track_hashed(
+        &mut self,
+        packet: &Packet<'_>,
+        hash: u64,
+        wire_len: u32,
+        ts: Timestamp,
+        id: u64,
+        ended: &mut impl FnMut(Flow<T>, EndReason),
+    ) -> Tracked {
         let src = Endpoint::new(packet.src, packet.src_port);
         let dst = Endpoint::new(packet.dst, packet.dst_port);
         let (key, src_is_lo) = FlowKey::new(packet.transport, src, dst);
+        debug_assert_eq!(hash, self.hasher.hash_one(key), "a stale hash");
         let flags = packet.tcp_flags;
         let opening_syn = flags.has(TcpFlags::SYN) && !flags.has(TcpFlags::ACK);
 
-        let hash = self.hasher.hash_one(key);
         let nodes = &self.nodes;
         let mut existing = self
             .index
@@ -535,9 +614,13 @@ impl<T: Default> FlowTable<T> {
             }
         };
         let (nodes, hasher) = (&self.nodes, &self.hasher);
-        self.index.insert_unique(hash, i, |j| {
+        let entry = self.index.insert_unique(hash, i, |j| {
             nodes.get(*j).as_ref().map_or(0, |f| hasher.hash_one(f.key))
         });
+        // The control bytes follow the values, the one of bucket b being
+        // the (b + 1)-th before them; an insert is what may move them.
+        let value = entry.get() as *const u32 as usize;
+        self.index_ctrl = value + (entry.bucket_index() + 1) * std::mem::size_of::<u32>();
         self.stats.peak = self.stats.peak.max(self.index.len() as u64);
         // Linked into its list by the caller's push_back; keep the invariant
         // that every live node is in exactly one list.
@@ -595,6 +678,20 @@ impl<T: Default> FlowTable<T> {
         }
         self.lists[class as usize].tail = i;
     }
+}
+
+/// A prefetch hint for the cache line holding `addr` (which need not be
+/// valid: nothing is read).
+#[inline(always)]
+#[allow(unsafe_code)]
+fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing and cannot fault, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
 }
 
 /// Bytes one flow costs in the table: its slab node plus its share of the

@@ -461,9 +461,31 @@ impl Worker {
         Some((ender, &mut state.table))
     }
 
+    /// The flow table hash of `packet`, whose flow is in `shard` (held by
+    /// this worker), for [`Worker::prefetch`] and [`Worker::process`].
+    pub fn flow_hash(&self, shard: usize, packet: &Packet<'_>) -> u64 {
+        match self.tables.get(shard) {
+            Some(Some(s)) => s.table.hash_of(packet),
+            _ => 0,
+        }
+    }
+
+    /// Asks the CPU to fetch what processing a packet of `shard` with this
+    /// [`Worker::flow_hash`] will read: the index entries for `Prefetch::Index`,
+    /// then (once those are in) the flow for `Prefetch::Flow`.
+    pub fn prefetch(&self, shard: usize, hash: u64, what: Prefetch) {
+        if let Some(Some(s)) = self.tables.get(shard) {
+            match what {
+                Prefetch::Index => s.table.prefetch_index(hash),
+                Prefetch::Flow => s.table.prefetch_flow(hash),
+            }
+        }
+    }
+
     /// Processes one decoded packet, the `seq`-th of the input, whose flow
-    /// is in `shard` (which this worker owns). Flows that end on the way
-    /// and policy decisions go to `events`.
+    /// is in `shard` (which this worker owns); `hash` is its
+    /// [`Worker::flow_hash`] if the caller has it. Flows that end on the
+    /// way and policy decisions go to `events`.
     #[allow(clippy::too_many_arguments)]
     pub fn process(
         &mut self,
@@ -471,7 +493,7 @@ impl Worker {
         seq: u64,
         ts: Timestamp,
         shard: usize,
-        packet: &Packet<'_>,
+        (packet, hash): (&Packet<'_>, Option<u64>),
         wire_len: u32,
         events: &mut impl FnMut(Event),
     ) -> PacketOutcome {
@@ -492,9 +514,11 @@ impl Worker {
             debug_assert!(false, "shard {shard} is not this worker's");
             return PacketOutcome::Skipped(Skip::NotIp);
         };
-        let tracked = table.track(packet, wire_len, ts, seq, &mut |flow, why| {
-            ender.end(flow, why, events)
-        });
+        let ended = &mut |flow, why| ender.end(flow, why, events);
+        let tracked = match hash {
+            Some(hash) => table.track_hashed(packet, hash, wire_len, ts, seq, ended),
+            None => table.track(packet, wire_len, ts, seq, ended),
+        };
         let flow = table.get_mut(tracked.flow);
         let mut verdict_changed = false;
         if tracked.is_new {
@@ -648,7 +672,21 @@ impl Worker {
             return;
         }
         idle.sort_unstable_by_key(|(id, _, _)| *id);
-        for (_, shard, r) in idle.drain(..) {
+        // Their index entries and list neighbours are fetched a few flows
+        // ahead (see `parallel::AHEAD_INDEX`).
+        let prefetch = |worker: &Worker, at: Option<&(u64, u8, FlowRef)>| {
+            if let Some(&(_, shard, r)) = at
+                && let Some(Some(s)) = worker.tables.get(usize::from(shard))
+            {
+                s.table.prefetch_removal(r);
+            }
+        };
+        for k in 0..AHEAD_REMOVAL {
+            prefetch(self, idle.get(k));
+        }
+        for k in 0..idle.len() {
+            prefetch(self, idle.get(k + AHEAD_REMOVAL));
+            let (_, shard, r) = idle[k];
             let (log, unconfirmed) = (&mut *access.log, access.unconfirmed.as_deref_mut());
             if let Some((mut ender, table)) =
                 self.ender(access.shared, log, unconfirmed, order, shard.into())
@@ -656,6 +694,7 @@ impl Worker {
                 ender.end(table.take_idle(r), EndReason::IdleTimeout, events);
             }
         }
+        idle.clear();
         self.idle = idle;
     }
 
@@ -699,6 +738,19 @@ impl Worker {
         self.finishing = finishing;
         more
     }
+}
+
+/// How many flows ahead the flows idle at a chunk's end have what their
+/// removal touches fetched.
+const AHEAD_REMOVAL: usize = 8;
+
+/// What [`Worker::prefetch`] fetches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prefetch {
+    /// The flow table's index entries.
+    Index,
+    /// The flow itself.
+    Flow,
 }
 
 /// The single-threaded pipeline: one [`Worker`] owning every shard, whose
@@ -787,9 +839,15 @@ impl Pipeline {
             unconfirmed: None,
         };
         let shard = shard_of(&packet);
-        let outcome = self
-            .worker
-            .process(access, self.seq, ts, shard, &packet, wire_len, events);
+        let outcome = self.worker.process(
+            access,
+            self.seq,
+            ts,
+            shard,
+            (&packet, None),
+            wire_len,
+            events,
+        );
         for k in self.log.drain(..) {
             self.shared.apply(&k);
         }

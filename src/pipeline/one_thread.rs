@@ -66,7 +66,7 @@ impl Run<'_> {
                     self.seq,
                     frame.ts,
                     shard_of(&packet),
-                    &packet,
+                    (&packet, None),
                     frame.wire_len,
                     &mut |e| push_in_order(events, (key, e), event_order),
                 )

@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use super::merge::{Merge, push_in_order};
 use super::shared::{Keyed, Shared};
 use super::{
-    ChunkCutter, Event, PacketOutcome, PipelineStats, SHARDS, Shard, SharedAccess, Worker,
-    add_table_stats, shard_of,
+    ChunkCutter, Event, PacketOutcome, PipelineStats, Prefetch, SHARDS, Shard, SharedAccess,
+    Worker, add_table_stats, shard_of,
 };
 use crate::decode::{self, LinkType, Packet, Skip, TcpFlags, Transport};
 use crate::detect::DetectConfig;
@@ -361,6 +361,8 @@ struct ChunkResult {
     outcomes: Vec<(u32, PacketOutcome)>,
     open_flows: u64,
     stats: PipelineStats,
+    /// The flow hashes of the shard being processed, by packet.
+    hashes: Vec<u64>,
 }
 
 impl ChunkResult {
@@ -388,6 +390,11 @@ enum Job {
     Policy(Option<Arc<Policy>>),
     Rules(RuleSet),
 }
+
+/// How many packets ahead a shard's packets have their flow table index
+/// entries fetched, and their flows (once the index entries are in).
+const AHEAD_INDEX: usize = 8;
+const AHEAD_FLOW: usize = 4;
 
 /// The flow tables and enforcement counters of every shard, between
 /// chunks. For each chunk, each thread takes shards from here until none
@@ -438,8 +445,27 @@ fn process_chunk(
         }
         let run = &mut r.runs[r.runs_used];
         r.runs_used += 1;
-        for d in &chunk.by_shard[shard] {
-            let packet = chunk.packet(d);
+        // The shard's packets are known ahead: their flows' index entries
+        // and then the flows are fetched a few packets ahead, so that the
+        // cache misses of several packets overlap.
+        let packets = &chunk.by_shard[shard];
+        r.hashes.clear();
+        r.hashes.extend(
+            packets
+                .iter()
+                .map(|d| worker.flow_hash(shard, &chunk.packet(d))),
+        );
+        for &h in r.hashes.iter().take(AHEAD_INDEX) {
+            worker.prefetch(shard, h, Prefetch::Index);
+        }
+        for (k, d) in packets.iter().enumerate() {
+            if let Some(&h) = r.hashes.get(k + AHEAD_INDEX) {
+                worker.prefetch(shard, h, Prefetch::Index);
+            }
+            if let Some(&h) = r.hashes.get(k + AHEAD_FLOW) {
+                worker.prefetch(shard, h, Prefetch::Flow);
+            }
+            let packet = (&chunk.packet(d), Some(r.hashes[k]));
             let access = SharedAccess {
                 shared,
                 log: &mut run.writes,
@@ -447,7 +473,7 @@ fn process_chunk(
             };
             let events = &mut run.events;
             let outcome =
-                worker.process(access, d.seq, d.ts, shard, &packet, d.wire_len, &mut |e| {
+                worker.process(access, d.seq, d.ts, shard, packet, d.wire_len, &mut |e| {
                     push_in_order(events, (at_packet(d.seq), e), event_order)
                 });
             if want_outcomes {

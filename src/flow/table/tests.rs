@@ -315,3 +315,62 @@ fn many_flows_stay_consistent_under_churn() {
     assert!(t.len() <= 500);
     assert_eq!(t.stats().created, ended + t.len() as u64);
 }
+
+#[test]
+fn the_prefetch_hint_follows_the_index_layout() {
+    // The hint is only useful if `index_ctrl` is where hashbrown keeps the
+    // control bytes: values are stored downwards before them. Checked
+    // across growth and removals, for every occupied bucket.
+    let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+    let mut ended = Vec::new();
+    for i in 0..3000u32 {
+        let src = format!("10.{}.{}.{}:4000", i >> 16, (i >> 8) & 255, i & 255);
+        track(&mut t, &packet(&src, "10.0.0.1:53", L4::Udp), 1, &mut ended);
+        if i % 3 == 0 {
+            let r = t.open_flows().next().map(|(_, r)| r).unwrap();
+            t.take(r);
+        }
+        let slot = std::mem::size_of::<u32>();
+        let mut occupied = 0;
+        for b in 0..t.index.num_buckets() {
+            if let Some(v) = t.index.get_bucket(b) {
+                assert_eq!(v as *const u32 as usize + (b + 1) * slot, t.index_ctrl);
+                occupied += 1;
+            }
+        }
+        assert_eq!(occupied, t.len());
+    }
+}
+
+#[test]
+fn tracking_with_a_known_hash_is_tracking() {
+    let mut a: FlowTable<()> = FlowTable::new(FlowConfig::default());
+    let mut b: FlowTable<()> = FlowTable::new(FlowConfig::default());
+    let (mut ended_a, mut ended_b) = (Vec::new(), Vec::new());
+    let frames = [
+        packet("10.0.0.9:40000", "10.0.0.1:6881", SYN),
+        packet("10.0.0.1:6881", "10.0.0.9:40000", SYN_ACK),
+        packet("[2001:db8::1]:5000", "[2001:db8::2]:6881", L4::Udp),
+        packet("10.0.0.9:40000", "10.0.0.1:6881", RST),
+        packet("10.0.0.9:40000", "10.0.0.1:6881", SYN),
+    ];
+    for (secs, frame) in frames.iter().enumerate() {
+        let p = decode(LinkType::ETHERNET, frame).unwrap();
+        let ts = Timestamp::from_secs(secs as u64);
+        let id = secs as u64;
+        let x = a.track(&p, 60, ts, id, &mut |f, why| ended_a.push((f.id, why)));
+        let hash = b.hash_of(&p);
+        b.prefetch_index(hash);
+        b.prefetch_flow(hash);
+        let y = b.track_hashed(&p, hash, 60, ts, id, &mut |f, why| {
+            ended_b.push((f.id, why))
+        });
+        assert_eq!(
+            (x.flow, x.direction, x.is_new),
+            (y.flow, y.direction, y.is_new)
+        );
+        assert_eq!(a.get(x.flow).packets, b.get(y.flow).packets);
+    }
+    assert_eq!(ended_a, ended_b);
+    assert_eq!(ended_a, vec![(0, EndReason::Reused)]);
+}

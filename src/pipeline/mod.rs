@@ -60,8 +60,7 @@ pub fn shard_cap(max_flows: usize, shard: usize) -> usize {
 pub fn shard_of(packet: &Packet<'_>) -> usize {
     let src = Endpoint::new(packet.src, packet.src_port);
     let dst = Endpoint::new(packet.dst, packet.dst_port);
-    let (key, _) = FlowKey::new(packet.transport, src, dst);
-    (key.stable_hash() % SHARDS as u64) as usize
+    (FlowKey::stable_hash(packet.transport, src, dst) % SHARDS as u64) as usize
 }
 
 /// Cuts the input into chunks; see the module documentation.

@@ -367,14 +367,20 @@ impl<T: Default> FlowTable<T> {
     #[inline]
     pub fn prefetch_flow(&self, hash: u64) {
         if let Some(&i) = self.index.find(hash, |_| true) {
-            let node = self.nodes.get(i) as *const Option<Flow<T>> as usize;
-            let size = std::mem::size_of::<Option<Flow<T>>>();
-            for line in (0..size).step_by(64) {
-                prefetch(node + line);
-            }
-            prefetch(node + size - 1);
-            prefetch(&self.links[i as usize] as *const Link as usize);
+            self.prefetch_node(FlowRef(i));
         }
+    }
+
+    /// Asks the CPU to fetch the flow behind `r` and its list links.
+    #[inline]
+    pub fn prefetch_node(&self, r: FlowRef) {
+        let node = self.nodes.get(r.0) as *const Option<Flow<T>> as usize;
+        let size = std::mem::size_of::<Option<Flow<T>>>();
+        for line in (0..size).step_by(64) {
+            prefetch(node + line);
+        }
+        prefetch(node + size - 1);
+        prefetch(&self.links[r.0 as usize] as *const Link as usize);
     }
 
     /// Asks the CPU to fetch what taking out the flow behind `r` will

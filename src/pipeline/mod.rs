@@ -721,7 +721,25 @@ impl Worker {
         events: &mut impl FnMut(Event),
     ) -> bool {
         let mut finishing = std::mem::take(&mut self.finishing);
+        // Listed last first: the flow k places ahead is at `len - 1 - k`.
+        // Flows are fetched two removals' worth ahead, and what their
+        // removal touches one worth ahead.
+        fn ahead<'a>(
+            tables: &'a [Option<Shard>],
+            finishing: &[(u64, u8, FlowRef)],
+            k: usize,
+        ) -> Option<(&'a FlowTable<FlowState>, FlowRef)> {
+            let &(_, shard, r) = finishing.get(finishing.len().checked_sub(k + 1)?)?;
+            let s = tables.get(usize::from(shard))?.as_ref()?;
+            Some((&s.table, r))
+        }
         for _ in 0..max {
+            if let Some((table, r)) = ahead(&self.tables, &finishing, 2 * AHEAD_REMOVAL) {
+                table.prefetch_node(r);
+            }
+            if let Some((table, r)) = ahead(&self.tables, &finishing, AHEAD_REMOVAL) {
+                table.prefetch_removal(r);
+            }
             let Some((_, shard, r)) = finishing.pop() else {
                 break;
             };

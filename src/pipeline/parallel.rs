@@ -8,16 +8,18 @@
 //! together however its work is spread (the reader starts late: it reads
 //! the next chunk first). Every thread reads the cross-flow state as it
 //! was when the chunk began, and logs what the packets teach; when all
-//! are done, the reading thread applies the logs in input order, hands out
-//! the next chunk, and then reports the finished chunk's events in input
-//! order. Nothing a thread sees depends on how far another one got or on
+//! are done, the reading thread hands the logs to the first worker thread,
+//! which applies them in input order before it starts on the next chunk
+//! (every thread waits for that before it does), hands out the next
+//! chunk, and reports the finished chunk's events in input order while the
+//! others work. Nothing a thread sees depends on how far another one got or on
 //! which thread took a shard, so the output is the same whatever the
 //! number of threads, and no thread waits for another except once per
 //! chunk.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use super::merge::{Merge, push_in_order};
 use super::shared::{Keyed, Shared};
@@ -162,6 +164,8 @@ struct Chunk {
     now: Timestamp,
     /// The input ended with this chunk (or the source asked to stop).
     last: bool,
+    /// Chunks read before this one and this one (the first is 1).
+    number: u64,
 }
 
 impl Default for Chunk {
@@ -174,6 +178,7 @@ impl Default for Chunk {
             claim: AtomicUsize::new(0),
             now: Timestamp(0),
             last: false,
+            number: 0,
         }
     }
 }
@@ -229,6 +234,7 @@ struct Reader {
     pending: Option<ReadFrame>,
     pending_data: Vec<u8>,
     ended: bool,
+    chunks: u64,
 }
 
 impl Reader {
@@ -240,6 +246,7 @@ impl Reader {
             pending: None,
             pending_data: Vec::new(),
             ended: false,
+            chunks: 0,
         }
     }
 
@@ -254,6 +261,8 @@ impl Reader {
         chunk.skipped.clear();
         *chunk.claim.get_mut() = 0;
         chunk.last = false;
+        self.chunks += 1;
+        chunk.number = self.chunks;
         if let Some(f) = self.pending.take() {
             self.latest = self.latest.max(f.0.ts);
             chunk.push(f, &self.pending_data);
@@ -389,6 +398,83 @@ enum Job {
     Finish(usize),
     Policy(Option<Arc<Policy>>),
     Rules(RuleSet),
+    /// A chunk's cross-flow writes, to apply (see [`Pending`]).
+    Apply(Pending),
+}
+
+/// A finished chunk's cross-flow writes, not yet applied. Applying them is
+/// the one step no thread can process packets during (the next chunk must
+/// see them); so the reading thread, which would otherwise do it while the
+/// others wait, hands it to the first worker thread, which applies them and
+/// goes on to the next chunk while the reading thread reports the finished
+/// chunk and reads ahead. [`Applied`] says when the writes are in.
+struct Pending {
+    writes: Vec<Vec<Keyed>>,
+    unconfirmed: Vec<Vec<Keyed>>,
+    chunk: u64,
+}
+
+impl Pending {
+    fn apply(mut self, shared: &RwLock<Shared>, applied: &Applied) {
+        let mut guard = shared.write().unwrap_or_else(|e| e.into_inner());
+        guard.apply_chunk(self.writes.iter_mut(), self.unconfirmed.iter_mut());
+        drop(guard);
+        applied.set(self.chunk);
+    }
+}
+
+/// The number of the last chunk whose writes are applied: a thread waits
+/// for chunk n - 1's before it processes chunk n.
+struct Applied {
+    chunk: AtomicU64,
+    lock: Mutex<()>,
+    changed: Condvar,
+    /// Poll before blocking (see [`recv_spinning`]).
+    spin: bool,
+}
+
+impl Applied {
+    fn new(spin: bool) -> Applied {
+        Applied {
+            chunk: AtomicU64::new(0),
+            lock: Mutex::new(()),
+            changed: Condvar::new(),
+            spin,
+        }
+    }
+
+    fn set(&self, chunk: u64) {
+        self.chunk.store(chunk, Ordering::Release);
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.changed.notify_all();
+    }
+
+    /// Waits until chunk `n`'s writes are applied (mostly done by then:
+    /// the applying thread had them first).
+    fn wait_for(&self, n: u64) {
+        if self.spin {
+            for _ in 0..1 << 12 {
+                if self.chunk.load(Ordering::Acquire) >= n {
+                    return;
+                }
+                std::hint::spin_loop();
+            }
+        }
+        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        while self.chunk.load(Ordering::Acquire) < n {
+            guard = self.changed.wait(guard).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Marks every chunk applied when the applying thread stops, even by a
+/// panic: the others then stop waiting, and the panic ends the run.
+struct AppliedOnExit<'a>(&'a Applied);
+
+impl Drop for AppliedOnExit<'_> {
+    fn drop(&mut self) {
+        self.0.set(u64::MAX);
+    }
 }
 
 /// How many packets ahead a shard's packets have their flow table index
@@ -583,6 +669,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
         })
         .collect();
     let shared = RwLock::new(Shared::new(&options.detect));
+    let applied = Applied::new(spin);
     let want_outcomes = sink.wants_packets();
     let mut reader0 = workers.remove(0);
 
@@ -592,11 +679,20 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
         for (i, worker) in workers.into_iter().enumerate() {
             let (tx, rx) = channel::<Job>();
             jobs.push(tx);
-            let (result_tx, shared) = (result_tx.clone(), &shared);
+            let (result_tx, shared, applied) = (result_tx.clone(), &shared, &applied);
             std::thread::Builder::new()
                 .name(format!("p2pguard-{}", i + 1))
                 .spawn_scoped(scope, move || {
-                    work(i + 1, threads, spin, worker, rx, result_tx, pool, shared)
+                    work(
+                        i + 1,
+                        threads,
+                        spin,
+                        worker,
+                        rx,
+                        result_tx,
+                        pool,
+                        (shared, applied),
+                    )
                 })
                 .expect("cannot start a thread");
         }
@@ -606,6 +702,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
         let mut peak = 0u64;
         let mut spare: Vec<Chunk> = Vec::new();
         let mut current = reader.read(source, Chunk::default()).map(Arc::new);
+        let mut last_chunk = 0;
         // Emptied buffers, by thread, for the next chunk but one (the next
         // one's are sent out before this one's are emptied).
         let mut emptied: Vec<ChunkResult> = (0..threads).map(|_| ChunkResult::default()).collect();
@@ -626,6 +723,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
                 reader.read(source, spare.pop().unwrap_or_default())
             };
             let mut results: Vec<ChunkResult> = Vec::with_capacity(threads);
+            applied.wait_for(chunk.number - 1);
             {
                 let guard = shared.read().unwrap_or_else(|e| e.into_inner());
                 results.push(process_chunk(
@@ -645,21 +743,27 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
                     Err(_) => break,
                 }
             }
-            {
-                let mut guard = shared.write().unwrap_or_else(|e| e.into_inner());
-                let (mut writes, mut unconfirmed) = (Vec::new(), Vec::new());
-                for r in results.iter_mut() {
-                    let runs = r.runs[..r.runs_used].iter_mut();
-                    writes.extend(runs.map(|run| &mut run.writes));
-                    unconfirmed.push(&mut r.unconfirmed);
-                }
-                guard.apply_chunk(writes, unconfirmed);
+            let (mut writes, mut unconfirmed) = (Vec::new(), Vec::new());
+            for r in results.iter_mut() {
+                let runs = r.runs[..r.runs_used].iter_mut();
+                writes.extend(runs.map(|run| std::mem::take(&mut run.writes)));
+                unconfirmed.push(std::mem::take(&mut r.unconfirmed));
             }
+            let pending = std::cell::RefCell::new(Some(Pending {
+                writes,
+                unconfirmed,
+                chunk: chunk.number,
+            }));
+            last_chunk = chunk.number;
             peak = peak.max(pool_flows(pool).0);
             for (i, r) in results.iter_mut().enumerate() {
                 latest[i] = std::mem::take(&mut r.stats);
             }
             let snapshot = || {
+                // Counters asked for now include this chunk's writes.
+                if let Some(p) = pending.borrow_mut().take() {
+                    p.apply(&shared, &applied);
+                }
                 let mut s = merged(&latest, &shared, pool);
                 s.flows.peak = peak;
                 s
@@ -682,6 +786,11 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
                     }
                 }
             }
+            if let Some(p) = pending.into_inner()
+                && let Err(std::sync::mpsc::SendError(Job::Apply(p))) = jobs[0].send(Job::Apply(p))
+            {
+                p.apply(&shared, &applied);
+            }
             // The others start on the next chunk while this one is reported.
             let next = next.map(Arc::new);
             if let Some(n) = &next {
@@ -702,6 +811,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
         // The end of the input: every thread ends its open flows, a batch
         // at a time; the batches are merged by flow id. Each worker thread
         // makes its next batch while the last one is reported.
+        applied.wait_for(last_chunk);
         let guard = shared.read().unwrap_or_else(|e| e.into_inner());
         let mut buffers: Vec<std::collections::VecDeque<Event>> = vec![Default::default(); threads];
         let mut more = vec![true; threads];
@@ -847,11 +957,14 @@ fn work(
     jobs: Receiver<Job>,
     results: Sender<(usize, ChunkResult)>,
     pool: &Pool,
-    shared: &RwLock<Shared>,
+    (shared, applied): (&RwLock<Shared>, &Applied),
 ) {
+    // The first worker thread applies the chunks' writes.
+    let _on_exit = (index == 1).then(|| AppliedOnExit(applied));
     while let Ok(job) = recv_spinning(&jobs, spin) {
         match job {
             Job::Chunk(chunk, want_outcomes, buffers) => {
+                applied.wait_for(chunk.number - 1);
                 let r = {
                     let guard = shared.read().unwrap_or_else(|e| e.into_inner());
                     process_chunk(
@@ -871,6 +984,7 @@ fn work(
             }
             Job::Policy(p) => worker.set_policy(p),
             Job::Rules(r) => worker.reload_rules(r),
+            Job::Apply(p) => p.apply(shared, applied),
             // 1: the first batch, 0: the next one, anything else: done.
             Job::Finish(first @ (0 | 1)) => {
                 let (mut r, more) = {

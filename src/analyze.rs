@@ -185,6 +185,11 @@ impl parallel::Sink for Collect<'_> {
         self.writer.is_some()
     }
 
+    /// The `-w` writer needs every flow's end (to let its packets go).
+    fn p2p_records_only(&self) -> bool {
+        self.writer.is_none() && self.sink.p2p_only()
+    }
+
     fn packet(&mut self, frame: Frame<'_>, outcome: PacketOutcome) {
         if let (Some(w), PacketOutcome::Tracked { flow, status, .. }) =
             (self.writer.as_mut(), outcome)
@@ -272,6 +277,7 @@ pub fn analyze(
     if let (Some(w), Some(path)) = (collect.writer.as_mut(), &options.pcap_out) {
         stats.pcap = Some(w.finish().map_err(|e| pcap_error(path, e))?);
     }
+    stats.flows += pipeline.unreported.flows;
     stats.pipeline = pipeline;
     collect.sink.finish(&stats)?;
     Ok(stats)

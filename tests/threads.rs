@@ -10,7 +10,8 @@ use p2pguard::analyze::{AnalyzeOptions, analyze};
 use p2pguard::detect::DetectConfig;
 use p2pguard::detect::rules::{RuleSet, builtin_sources};
 use p2pguard::flow::FlowConfig;
-use p2pguard::output::JsonLinesWriter;
+use p2pguard::output::{FlowRecord, FlowSink, JsonLinesWriter, RunStats, SummaryWriter};
+use p2pguard::pipeline::VerdictEvent;
 use p2pguard::policy::Policy;
 use p2pguard::timestamp::Duration;
 
@@ -150,6 +151,100 @@ fn the_p2p_capture_does_not_depend_on_the_number_of_threads() {
             "{threads} threads: the -w capture differs"
         );
     }
+}
+
+/// A sink that passes everything on but asks for every flow's record, as
+/// a sink that lists all flows does.
+struct AllRecords<S>(S);
+
+impl<S: FlowSink> FlowSink for AllRecords<S> {
+    fn flow(&mut self, record: &FlowRecord) -> std::io::Result<()> {
+        self.0.flow(record)
+    }
+    fn verdict(&mut self, event: &VerdictEvent) -> std::io::Result<()> {
+        self.0.verdict(event)
+    }
+    fn finish(&mut self, stats: &RunStats) -> std::io::Result<()> {
+        self.0.finish(stats)
+    }
+}
+
+#[test]
+fn reports_of_p2p_flows_alone_are_the_same_when_the_others_are_only_counted() {
+    // The summary and --p2p-only have the flows not named P2P counted
+    // instead of reported; what they print must not change.
+    let policy = Arc::new(Policy::from_file(&root().join("rules/policy.example.yaml")).unwrap());
+    let mut files = captures(&root().join("captures"));
+    if let Some(corpus) = shared_corpus() {
+        files.extend(captures(&corpus));
+    }
+    let run = |inputs: &[PathBuf],
+               threads: usize,
+               policy: Option<&Arc<Policy>>,
+               sink: &mut dyn FlowSink| {
+        let options = AnalyzeOptions {
+            inputs: inputs
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
+            threads,
+            flows: FlowConfig::default(),
+            detect: DetectConfig::new(RuleSet::load_with(builtin_sources(), &[]).unwrap()),
+            pcap_out: None,
+            pcap_queue_bytes: 1 << 20,
+            pcap_queue_wait: Duration::from_secs(1),
+            policy: policy.cloned(),
+        };
+        analyze(&options, sink, &mut |_| {})
+            .unwrap()
+            .pipeline
+            .unreported
+            .flows
+    };
+    let mut counted = 0;
+    for inputs in files.iter().map(std::slice::from_ref).chain([&files[..]]) {
+        for (threads, policy) in [(1, None), (2, None), (2, Some(&policy))] {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            counted += run(inputs, threads, policy, &mut SummaryWriter::new(&mut a, 10));
+            assert_eq!(
+                run(
+                    inputs,
+                    threads,
+                    policy,
+                    &mut AllRecords(SummaryWriter::new(&mut b, 10))
+                ),
+                0
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&a),
+                String::from_utf8_lossy(&b),
+                "{inputs:?}: summary"
+            );
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            run(
+                inputs,
+                threads,
+                policy,
+                &mut JsonLinesWriter::new(&mut a, true),
+            );
+            run(
+                inputs,
+                threads,
+                policy,
+                &mut AllRecords(JsonLinesWriter::new(&mut b, true)),
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&a),
+                String::from_utf8_lossy(&b),
+                "{inputs:?}: --p2p-only"
+            );
+        }
+    }
+    // Most flows of these captures are not P2P: they were only counted.
+    assert!(
+        counted > 1000,
+        "only {counted} flows were counted instead of reported"
+    );
 }
 
 /// A source over recorded frames that goes idle now and then, as a live

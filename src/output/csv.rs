@@ -62,6 +62,10 @@ pub const COLUMNS: [&str; 29] = [
 ];
 
 impl<W: Write> FlowSink for CsvWriter<W> {
+    fn p2p_only(&self) -> bool {
+        self.p2p_only
+    }
+
     fn flow(&mut self, record: &FlowRecord) -> io::Result<()> {
         if self.p2p_only && !record.is_p2p() {
             return Ok(());

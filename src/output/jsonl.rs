@@ -40,6 +40,10 @@ impl<W: Write> JsonLinesWriter<W> {
 }
 
 impl<W: Write> FlowSink for JsonLinesWriter<W> {
+    fn p2p_only(&self) -> bool {
+        self.p2p_only
+    }
+
     fn flow(&mut self, record: &FlowRecord) -> io::Result<()> {
         if self.p2p_only && !record.is_p2p() {
             return Ok(());

@@ -344,6 +344,12 @@ pub trait FlowSink {
     }
     /// The run ended.
     fn finish(&mut self, stats: &RunStats) -> io::Result<()>;
+    /// Whether only the records of flows named P2P are wanted (the others
+    /// are then counted in [`RunStats::flows`] and
+    /// [`PipelineStats::unreported`](crate::pipeline::PipelineStats) alone).
+    fn p2p_only(&self) -> bool {
+        false
+    }
 }
 
 /// Human-readable byte count (1000-based, like ifconfig and most network

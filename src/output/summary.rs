@@ -55,6 +55,11 @@ impl<W: Write> SummaryWriter<W> {
 }
 
 impl<W: Write> FlowSink for SummaryWriter<W> {
+    /// The summary lists P2P flows; of the others it needs only totals.
+    fn p2p_only(&self) -> bool {
+        true
+    }
+
     fn verdict(&mut self, event: &VerdictEvent) -> io::Result<()> {
         *self.decisions.entry(event.action.name()).or_default() += 1;
         Ok(())
@@ -111,8 +116,9 @@ impl<W: Write> FlowSink for SummaryWriter<W> {
         )?;
         let p2p_flows: u64 = self.protocols.values().map(|t| t.flows).sum();
         let p2p_bytes: u64 = self.protocols.values().map(|t| t.bytes).sum();
-        let share = if self.total_bytes > 0 {
-            100.0 * p2p_bytes as f64 / self.total_bytes as f64
+        let total_bytes = self.total_bytes + p.unreported.bytes;
+        let share = if total_bytes > 0 {
+            100.0 * p2p_bytes as f64 / total_bytes as f64
         } else {
             0.0
         };

@@ -221,6 +221,19 @@ pub struct PipelineStats {
     pub last_ts: Option<Timestamp>,
     /// Policy decisions made (verdict events).
     pub decisions: u64,
+    /// Flows not named P2P that were counted here instead of reported,
+    /// for a sink that wants only P2P flows' records
+    /// ([`parallel::Sink::p2p_records_only`]).
+    pub unreported: Unreported,
+}
+
+/// Flows counted instead of reported (see [`PipelineStats::unreported`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Unreported {
+    /// How many.
+    pub flows: u64,
+    /// Their frame bytes, both ways.
+    pub bytes: u64,
 }
 
 impl PipelineStats {
@@ -247,6 +260,8 @@ impl PipelineStats {
         };
         self.last_ts = self.last_ts.max(o.last_ts);
         self.decisions += o.decisions;
+        self.unreported.flows += o.unreported.flows;
+        self.unreported.bytes += o.unreported.bytes;
         self.bytes_per_flow = o.bytes_per_flow;
     }
 
@@ -316,6 +331,9 @@ pub struct Worker {
     finishing: Vec<(u64, u8, FlowRef)>,
     /// Flows idle past their timeout at a chunk's end (reused buffer).
     idle: Vec<(u64, u8, FlowRef)>,
+    /// Flows that end without being named P2P, decided or enforced on are
+    /// only counted, not reported.
+    p2p_records_only: bool,
 }
 
 /// Where a worker reads and writes the cross-flow state.
@@ -359,6 +377,7 @@ impl Worker {
             },
             finishing: Vec::new(),
             idle: Vec::new(),
+            p2p_records_only: false,
         }
     }
 
@@ -376,6 +395,13 @@ impl Worker {
     /// The detection engine (rules, evidence names).
     pub fn detection(&self) -> &Detection {
         &self.detection
+    }
+
+    /// With `true`, a flow that ends without being named P2P, decided or
+    /// enforced on is counted in [`PipelineStats::unreported`] instead of
+    /// becoming a record: for a report of P2P flows and totals alone.
+    pub fn set_p2p_records_only(&mut self, only: bool) {
+        self.p2p_records_only = only;
     }
 
     /// Sets (or, with `None`, removes) the policy. Flows decide again at
@@ -456,6 +482,7 @@ impl Worker {
             generation: self.generation,
             enforced: &mut state.enforced,
             stats: &mut self.stats,
+            p2p_records_only: self.p2p_records_only,
         };
         Some((ender, &mut state.table))
     }
@@ -961,6 +988,7 @@ struct Ender<'a> {
     generation: u8,
     enforced: &'a mut HashMap<u64, Enforced>,
     stats: &'a mut PipelineStats,
+    p2p_records_only: bool,
 }
 
 impl Ender<'_> {
@@ -1088,6 +1116,15 @@ impl Ender<'_> {
         let last = flow.last_seen;
         let decision = self.decide(&mut flow, last, named, events);
         let enforced = self.enforced.remove(&flow.id).unwrap_or_default();
+        if self.p2p_records_only
+            && flow.ext.verdict.protocol.is_none()
+            && decision.is_none()
+            && enforced == Enforced::default()
+        {
+            self.stats.unreported.flows += 1;
+            self.stats.unreported.bytes += flow.bytes[0] + flow.bytes[1];
+            return;
+        }
         let mut r = record(self.detection, flow, why);
         if let (Some(d), Some(policy)) = (decision, self.policy) {
             r.action = Some(d.action.name());

@@ -166,6 +166,7 @@ pub(super) fn run(
 ) -> PipelineStats {
     let mut worker = Worker::new(&options.flows, &options.detect, |_| true);
     worker.set_policy(options.policy.clone());
+    worker.set_p2p_records_only(sink.p2p_records_only());
     let mut run = Run {
         worker,
         shared: Shared::new(&options.detect),

@@ -96,6 +96,13 @@ pub trait Sink {
     fn chunk_done(&mut self, _stats: &dyn Fn() -> PipelineStats) -> Control {
         Control::Continue
     }
+    /// Whether only the records of flows named P2P (or decided or enforced
+    /// on by a policy) are wanted: the others are then only counted, in
+    /// [`PipelineStats::unreported`], which spares making, ordering and
+    /// handing over a record for each of them (most flows, on most links).
+    fn p2p_records_only(&self) -> bool {
+        false
+    }
 }
 
 /// How the engine runs.
@@ -665,6 +672,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
         .map(|_| {
             let mut w = Worker::new(&options.flows, &options.detect, |_| false);
             w.set_policy(options.policy.clone());
+            w.set_p2p_records_only(sink.p2p_records_only());
             w
         })
         .collect();

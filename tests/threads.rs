@@ -19,6 +19,28 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+fn options(
+    inputs: &[PathBuf],
+    threads: usize,
+    flows: &FlowConfig,
+    policy: Option<&Arc<Policy>>,
+    pcap_out: Option<PathBuf>,
+) -> AnalyzeOptions {
+    AnalyzeOptions {
+        inputs: inputs
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect(),
+        threads,
+        flows: flows.clone(),
+        detect: DetectConfig::new(RuleSet::load_with(builtin_sources(), &[]).unwrap()),
+        pcap_out,
+        pcap_queue_bytes: 1 << 20,
+        pcap_queue_wait: Duration::from_secs(1),
+        policy: policy.cloned(),
+    }
+}
+
 fn report(inputs: &[PathBuf], threads: usize, flows: &FlowConfig, policy: &Arc<Policy>) -> String {
     report_with_pcap(inputs, threads, flows, policy, None)
 }
@@ -30,19 +52,7 @@ fn report_with_pcap(
     policy: &Arc<Policy>,
     pcap_out: Option<PathBuf>,
 ) -> String {
-    let options = AnalyzeOptions {
-        inputs: inputs
-            .iter()
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect(),
-        threads,
-        flows: flows.clone(),
-        detect: DetectConfig::new(RuleSet::load_with(builtin_sources(), &[]).unwrap()),
-        pcap_out,
-        pcap_queue_bytes: 1 << 20,
-        pcap_queue_wait: Duration::from_secs(1),
-        policy: Some(Arc::clone(policy)),
-    };
+    let options = options(inputs, threads, flows, Some(policy), pcap_out);
     let mut out = Vec::new();
     analyze(
         &options,
@@ -182,19 +192,7 @@ fn reports_of_p2p_flows_alone_are_the_same_when_the_others_are_only_counted() {
                threads: usize,
                policy: Option<&Arc<Policy>>,
                sink: &mut dyn FlowSink| {
-        let options = AnalyzeOptions {
-            inputs: inputs
-                .iter()
-                .map(|p| p.to_string_lossy().into_owned())
-                .collect(),
-            threads,
-            flows: FlowConfig::default(),
-            detect: DetectConfig::new(RuleSet::load_with(builtin_sources(), &[]).unwrap()),
-            pcap_out: None,
-            pcap_queue_bytes: 1 << 20,
-            pcap_queue_wait: Duration::from_secs(1),
-            policy: policy.cloned(),
-        };
+        let options = options(inputs, threads, &FlowConfig::default(), policy, None);
         analyze(&options, sink, &mut |_| {})
             .unwrap()
             .pipeline

@@ -194,7 +194,10 @@ impl CaptureFile {
 /// the reading thread's time in `fread`, a tenth of a second on the
 /// benchmark capture. The lock only guards against two threads using one
 /// stream at once, which a `CaptureFile` rules out: it reads only through
-/// `&mut self`. Elsewhere than glibc, nothing is done.
+/// `&mut self`. For standard input (`-`) the stream is the process's
+/// `stdin`, which stays so after the capture is closed: nothing else in
+/// p2pguard reads it through C's stdio. Elsewhere than glibc, nothing is
+/// done.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
 fn unlocked_stdio(capture: &Capture<Offline>) {

@@ -336,7 +336,7 @@ impl<T: Default> FlowTable<T> {
     /// The hash under which the flow of `packet` is indexed: for
     /// [`FlowTable::prefetch_index`], [`FlowTable::prefetch_flow`] and
     /// [`FlowTable::track_hashed`].
-    pub fn hash_of(&self, packet: &Packet<'_>) -> u64 {
+    pub(crate) fn hash_of(&self, packet: &Packet<'_>) -> u64 {
         let src = Endpoint::new(packet.src, packet.src_port);
         let dst = Endpoint::new(packet.dst, packet.dst_port);
         self.hasher
@@ -416,9 +416,11 @@ impl<T: Default> FlowTable<T> {
         self.track_hashed(packet, hash, wire_len, ts, id, ended)
     }
 
-    /// [`FlowTable::track`] for a packet whose [`FlowTable::hash_of`] is
-    /// known.
-    pub fn track_hashed(
+    /// [`FlowTable::track`] for a packet whose [`FlowTable::hash_of`] (of
+    /// this table: each table's hasher has its own seed) is known. A wrong
+    /// hash would index the flow where no look-up finds it, hence only
+    /// within the crate.
+    pub(crate) fn track_hashed(
         &mut self,
         packet: &Packet<'_>,
         hash: u64,

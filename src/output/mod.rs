@@ -256,7 +256,8 @@ pub struct RunStats {
     pub inputs: Vec<InputReport>,
     /// Pipeline counters.
     pub pipeline: PipelineStats,
-    /// Flows reported.
+    /// Flows ended: reported, or (for a sink that wants P2P flows alone)
+    /// counted in [`PipelineStats::unreported`](crate::pipeline::PipelineStats).
     pub flows: u64,
     /// Flows named P2P, by protocol (in [`Protocol::ALL`] order).
     pub p2p_flows: [u64; Protocol::ALL.len()],

@@ -489,7 +489,7 @@ impl Worker {
 
     /// The flow table hash of `packet`, whose flow is in `shard` (held by
     /// this worker), for [`Worker::prefetch`] and [`Worker::process`].
-    pub fn flow_hash(&self, shard: usize, packet: &Packet<'_>) -> u64 {
+    pub(crate) fn flow_hash(&self, shard: usize, packet: &Packet<'_>) -> u64 {
         match self.tables.get(shard) {
             Some(Some(s)) => s.table.hash_of(packet),
             _ => 0,
@@ -513,7 +513,7 @@ impl Worker {
     /// [`Worker::flow_hash`] if the caller has it. Flows that end on the
     /// way and policy decisions go to `events`.
     #[allow(clippy::too_many_arguments)]
-    pub fn process(
+    pub(crate) fn process(
         &mut self,
         access: SharedAccess<'_>,
         seq: u64,

@@ -451,7 +451,7 @@ impl Applied {
     }
 
     fn set(&self, chunk: u64) {
-        self.chunk.store(chunk, Ordering::Release);
+        self.chunk.fetch_max(chunk, Ordering::Release);
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         self.changed.notify_all();
     }
@@ -474,14 +474,36 @@ impl Applied {
     }
 }
 
-/// Marks every chunk applied when the applying thread stops, even by a
-/// panic: the others then stop waiting, and the panic ends the run.
-struct AppliedOnExit<'a>(&'a Applied);
+/// What a worker thread does as it stops. If it panics, it says so to the
+/// reading thread, which then panics too (rather than wait for a result
+/// that will not come), ending the run. The thread applying the chunks'
+/// writes also marks them all applied, so that no thread waits for them.
+struct WorkerExit<'a> {
+    results: &'a Sender<(usize, ChunkResult)>,
+    applied: Option<&'a Applied>,
+}
 
-impl Drop for AppliedOnExit<'_> {
+/// The thread index a [`WorkerExit`] sends when its thread panicked.
+const STOPPED: usize = usize::MAX;
+
+impl Drop for WorkerExit<'_> {
     fn drop(&mut self) {
-        self.0.set(u64::MAX);
+        if std::thread::panicking() {
+            let _ = self.results.send((STOPPED, ChunkResult::default()));
+        }
+        if let Some(applied) = self.applied {
+            applied.set(u64::MAX);
+        }
     }
+}
+
+/// A worker thread's message, unless it is that the thread panicked.
+fn from_worker(message: (usize, ChunkResult)) -> (usize, ChunkResult) {
+    assert!(
+        message.0 != STOPPED,
+        "a worker thread stopped (see its panic above)"
+    );
+    message
 }
 
 /// How many packets ahead a shard's packets have their flow table index
@@ -746,7 +768,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
             }
             results.resize_with(threads, ChunkResult::default);
             for _ in 1..threads {
-                match recv_spinning(&result_rx, spin) {
+                match recv_spinning(&result_rx, spin).map(from_worker) {
                     Ok((i, r)) => results[i] = r,
                     Err(_) => break,
                 }
@@ -885,7 +907,7 @@ fn finish_rx(
     rx: &Receiver<(usize, ChunkResult)>,
     spin: bool,
 ) -> Option<(usize, ChunkResult, bool)> {
-    let (t, r) = recv_spinning(rx, spin).ok()?;
+    let (t, r) = recv_spinning(rx, spin).map(from_worker).ok()?;
     let more = r.open_flows > 0;
     Some((t, r, more))
 }
@@ -968,7 +990,10 @@ fn work(
     (shared, applied): (&RwLock<Shared>, &Applied),
 ) {
     // The first worker thread applies the chunks' writes.
-    let _on_exit = (index == 1).then(|| AppliedOnExit(applied));
+    let _exit = WorkerExit {
+        results: &results,
+        applied: (index == 1).then_some(applied),
+    };
     while let Ok(job) = recv_spinning(&jobs, spin) {
         match job {
             Job::Chunk(chunk, want_outcomes, buffers) => {

@@ -228,6 +228,10 @@ const UNLINKED: Link = Link {
     class: Class::Udp,
 };
 
+/// How many flows ahead [`FlowTable::idle_flows`] fetches the flows of the
+/// list it walks.
+const WALK_AHEAD: usize = 4;
+
 /// Flows live in pages of this many slots, allocated as the table grows
 /// and kept for reuse: growing never copies the flows already held, and a
 /// table costs at most one partly used page beyond its flows.
@@ -524,13 +528,28 @@ impl<T: Default> FlowTable<T> {
         ] {
             let timeout = self.timeout(class);
             let mut at = self.lists[class as usize].head;
+            // Once the head has timed out, the flows a few places further
+            // down the list are fetched ahead (the links are compact; the
+            // flows miss the cache).
+            let mut ahead = None;
             while at != NONE {
                 let flow = self.node(at);
                 if now.since(flow.last_seen) <= timeout {
                     break;
                 }
                 each(flow.id, FlowRef(at));
-                at = self.links[at as usize].next;
+                let next = self.links[at as usize].next;
+                let steps = if ahead.is_none() { WALK_AHEAD } else { 1 };
+                let mut a = ahead.unwrap_or(next);
+                for _ in 0..steps {
+                    if a == NONE {
+                        break;
+                    }
+                    self.prefetch_node(FlowRef(a));
+                    a = self.links[a as usize].next;
+                }
+                ahead = Some(a);
+                at = next;
             }
         }
     }

@@ -181,6 +181,16 @@ pub struct FlowTableStats {
     pub peak: u64,
 }
 
+/// A packet's flow key, whether its sender is the key's lower endpoint, and
+/// the key's hash in one table (see [`FlowTable::lookup`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FlowLookup {
+    key: FlowKey,
+    src_is_lo: bool,
+    /// For the prefetch hints.
+    pub(crate) hash: u64,
+}
+
 /// Handle to a flow in the table, valid until the next mutation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowRef(u32);
@@ -337,14 +347,18 @@ impl<T: Default> FlowTable<T> {
         self.node_mut(r.0)
     }
 
-    /// The hash under which the flow of `packet` is indexed: for
+    /// The key of `packet`'s flow and its hash in this table: for
     /// [`FlowTable::prefetch_index`], [`FlowTable::prefetch_flow`] and
-    /// [`FlowTable::track_hashed`].
-    pub(crate) fn hash_of(&self, packet: &Packet<'_>) -> u64 {
+    /// [`FlowTable::track_looked_up`].
+    pub(crate) fn lookup(&self, packet: &Packet<'_>) -> FlowLookup {
         let src = Endpoint::new(packet.src, packet.src_port);
         let dst = Endpoint::new(packet.dst, packet.dst_port);
-        self.hasher
-            .hash_one(FlowKey::new(packet.transport, src, dst).0)
+        let (key, src_is_lo) = FlowKey::new(packet.transport, src, dst);
+        FlowLookup {
+            key,
+            src_is_lo,
+            hash: self.hasher.hash_one(key),
+        }
     }
 
     /// Asks the CPU to fetch the index entries a look-up of `hash` will
@@ -416,27 +430,29 @@ impl<T: Default> FlowTable<T> {
         id: u64,
         ended: &mut impl FnMut(Flow<T>, EndReason),
     ) -> Tracked {
-        let hash = self.hash_of(packet);
-        self.track_hashed(packet, hash, wire_len, ts, id, ended)
+        let lookup = self.lookup(packet);
+        self.track_looked_up(packet, &lookup, wire_len, ts, id, ended)
     }
 
-    /// [`FlowTable::track`] for a packet whose [`FlowTable::hash_of`] (of
-    /// this table: each table's hasher has its own seed) is known. A wrong
-    /// hash would index the flow where no look-up finds it, hence only
-    /// within the crate.
-    pub(crate) fn track_hashed(
+    /// [`FlowTable::track`] for a packet whose [`FlowTable::lookup`] (in
+    /// this table: each table's hasher has its own seed) is made. A hash
+    /// from another table would index the flow where no look-up finds it,
+    /// hence only within the crate.
+    pub(crate) fn track_looked_up(
         &mut self,
         packet: &Packet<'_>,
-        hash: u64,
+        lookup: &FlowLookup,
         wire_len: u32,
         ts: Timestamp,
         id: u64,
         ended: &mut impl FnMut(Flow<T>, EndReason),
     ) -> Tracked {
-        let src = Endpoint::new(packet.src, packet.src_port);
-        let dst = Endpoint::new(packet.dst, packet.dst_port);
-        let (key, src_is_lo) = FlowKey::new(packet.transport, src, dst);
-        debug_assert_eq!(hash, self.hasher.hash_one(key), "a stale hash");
+        let FlowLookup {
+            key,
+            src_is_lo,
+            hash,
+        } = *lookup;
+        debug_assert_eq!(hash, self.hasher.hash_one(key), "another table's hash");
         let flags = packet.tcp_flags;
         let opening_syn = flags.has(TcpFlags::SYN) && !flags.has(TcpFlags::ACK);
 

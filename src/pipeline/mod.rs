@@ -32,7 +32,7 @@ use crate::detect::behaviour::{BehaviourStats, FlowFacts, Notes};
 use crate::detect::cache::{CacheStats, Learnt, Lookup, Transports};
 use crate::detect::{Confidence, DetectConfig, Detection, FlowState, PacketView, Protocol};
 use crate::flow::{
-    EndReason, Endpoint, Flow, FlowConfig, FlowKey, FlowRef, FlowTable, FlowTableStats,
+    EndReason, Endpoint, Flow, FlowConfig, FlowKey, FlowLookup, FlowRef, FlowTable, FlowTableStats,
     bytes_per_flow,
 };
 use crate::output::{Enforced, FlowRecord};
@@ -487,30 +487,29 @@ impl Worker {
         Some((ender, &mut state.table))
     }
 
-    /// The flow table hash of `packet`, whose flow is in `shard` (held by
-    /// this worker), for [`Worker::prefetch`] and [`Worker::process`].
-    pub(crate) fn flow_hash(&self, shard: usize, packet: &Packet<'_>) -> u64 {
-        match self.tables.get(shard) {
-            Some(Some(s)) => s.table.hash_of(packet),
-            _ => 0,
-        }
+    /// The flow table of `shard`, if this worker holds it.
+    pub(crate) fn table(&self, shard: usize) -> Option<&FlowTable<FlowState>> {
+        Some(&self.tables.get(shard)?.as_ref()?.table)
     }
 
-    /// Asks the CPU to fetch what processing a packet of `shard` with this
-    /// [`Worker::flow_hash`] will read: the index entries for `Prefetch::Index`,
-    /// then (once those are in) the flow for `Prefetch::Flow`.
-    pub fn prefetch(&self, shard: usize, hash: u64, what: Prefetch) {
-        if let Some(Some(s)) = self.tables.get(shard) {
-            match what {
-                Prefetch::Index => s.table.prefetch_index(hash),
-                Prefetch::Flow => s.table.prefetch_flow(hash),
+    /// Asks the CPU to fetch what ending the flow at `at` in a list of
+    /// flows to end will touch: the flow itself, else (fetched earlier)
+    /// its removal's index entries and list neighbours.
+    fn prefetch_ending(&self, at: Option<&(u64, u8, FlowRef)>, flow: bool) {
+        if let Some(&(_, shard, r)) = at
+            && let Some(table) = self.table(usize::from(shard))
+        {
+            if flow {
+                table.prefetch_node(r);
+            } else {
+                table.prefetch_removal(r);
             }
         }
     }
 
     /// Processes one decoded packet, the `seq`-th of the input, whose flow
-    /// is in `shard` (which this worker owns); `hash` is its
-    /// [`Worker::flow_hash`] if the caller has it. Flows that end on the
+    /// is in `shard` (which this worker owns); `lookup` is its flow's
+    /// [`FlowTable::lookup`] if the caller made it. Flows that end on the
     /// way and policy decisions go to `events`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn process(
@@ -519,7 +518,7 @@ impl Worker {
         seq: u64,
         ts: Timestamp,
         shard: usize,
-        (packet, hash): (&Packet<'_>, Option<u64>),
+        (packet, lookup): (&Packet<'_>, Option<&FlowLookup>),
         wire_len: u32,
         events: &mut impl FnMut(Event),
     ) -> PacketOutcome {
@@ -541,8 +540,8 @@ impl Worker {
             return PacketOutcome::Skipped(Skip::NotIp);
         };
         let ended = &mut |flow, why| ender.end(flow, why, events);
-        let tracked = match hash {
-            Some(hash) => table.track_hashed(packet, hash, wire_len, ts, seq, ended),
+        let tracked = match lookup {
+            Some(lookup) => table.track_looked_up(packet, lookup, wire_len, ts, seq, ended),
             None => table.track(packet, wire_len, ts, seq, ended),
         };
         let flow = table.get_mut(tracked.flow);
@@ -688,9 +687,8 @@ impl Worker {
     ) {
         let mut idle = std::mem::take(&mut self.idle);
         for shard in shards {
-            if let Some(Some(s)) = self.tables.get(shard) {
-                s.table
-                    .idle_flows(now, |id, r| idle.push((id, shard as u8, r)));
+            if let Some(table) = self.table(shard) {
+                table.idle_flows(now, |id, r| idle.push((id, shard as u8, r)));
             }
         }
         if idle.is_empty() {
@@ -698,20 +696,13 @@ impl Worker {
             return;
         }
         idle.sort_unstable_by_key(|(id, _, _)| *id);
-        // Their index entries and list neighbours are fetched a few flows
-        // ahead (see `parallel::AHEAD_INDEX`).
-        let prefetch = |worker: &Worker, at: Option<&(u64, u8, FlowRef)>| {
-            if let Some(&(_, shard, r)) = at
-                && let Some(Some(s)) = worker.tables.get(usize::from(shard))
-            {
-                s.table.prefetch_removal(r);
-            }
-        };
+        // Their removals are fetched a few flows ahead (the walk that
+        // listed them brought the flows in).
         for k in 0..AHEAD_REMOVAL {
-            prefetch(self, idle.get(k));
+            self.prefetch_ending(idle.get(k), false);
         }
         for k in 0..idle.len() {
-            prefetch(self, idle.get(k + AHEAD_REMOVAL));
+            self.prefetch_ending(idle.get(k + AHEAD_REMOVAL), false);
             let (_, shard, r) = idle[k];
             let (log, unconfirmed) = (&mut *access.log, access.unconfirmed.as_deref_mut());
             if let Some((mut ender, table)) =
@@ -751,22 +742,12 @@ impl Worker {
         // Listed last first: the flow k places ahead is at `len - 1 - k`.
         // Flows are fetched two removals' worth ahead, and what their
         // removal touches one worth ahead.
-        fn ahead<'a>(
-            tables: &'a [Option<Shard>],
-            finishing: &[(u64, u8, FlowRef)],
-            k: usize,
-        ) -> Option<(&'a FlowTable<FlowState>, FlowRef)> {
-            let &(_, shard, r) = finishing.get(finishing.len().checked_sub(k + 1)?)?;
-            let s = tables.get(usize::from(shard))?.as_ref()?;
-            Some((&s.table, r))
-        }
         for _ in 0..max {
-            if let Some((table, r)) = ahead(&self.tables, &finishing, 2 * AHEAD_REMOVAL) {
-                table.prefetch_node(r);
-            }
-            if let Some((table, r)) = ahead(&self.tables, &finishing, AHEAD_REMOVAL) {
-                table.prefetch_removal(r);
-            }
+            let ahead = |k: usize| finishing.len().checked_sub(k + 1);
+            let flow = ahead(2 * AHEAD_REMOVAL).and_then(|i| finishing.get(i));
+            self.prefetch_ending(flow, true);
+            let removal = ahead(AHEAD_REMOVAL).and_then(|i| finishing.get(i));
+            self.prefetch_ending(removal, false);
             let Some((_, shard, r)) = finishing.pop() else {
                 break;
             };
@@ -784,18 +765,9 @@ impl Worker {
     }
 }
 
-/// How many flows ahead the flows idle at a chunk's end have what their
-/// removal touches fetched.
+/// How many flows ahead the flows ended at a chunk's end or at the end of
+/// the input have what their removal touches fetched.
 const AHEAD_REMOVAL: usize = 8;
-
-/// What [`Worker::prefetch`] fetches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Prefetch {
-    /// The flow table's index entries.
-    Index,
-    /// The flow itself.
-    Flow,
-}
 
 /// The single-threaded pipeline: one [`Worker`] owning every shard, whose
 /// cross-flow changes apply straight after each packet. The enforcing

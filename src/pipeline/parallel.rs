@@ -24,13 +24,14 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use super::merge::{Merge, push_in_order};
 use super::shared::{Keyed, Shared};
 use super::{
-    ChunkCutter, Event, PacketOutcome, PipelineStats, Prefetch, SHARDS, Shard, SharedAccess,
-    Worker, add_table_stats, shard_of,
+    ChunkCutter, Event, PacketOutcome, PipelineStats, SHARDS, Shard, SharedAccess, Worker,
+    add_table_stats, shard_of,
 };
 use crate::decode::{self, LinkType, Packet, Skip, TcpFlags, Transport};
 use crate::detect::DetectConfig;
 use crate::detect::rules::RuleSet;
 use crate::flow::FlowConfig;
+use crate::flow::FlowLookup;
 use crate::policy::Policy;
 use crate::timestamp::Timestamp;
 
@@ -377,8 +378,8 @@ struct ChunkResult {
     outcomes: Vec<(u32, PacketOutcome)>,
     open_flows: u64,
     stats: PipelineStats,
-    /// The flow hashes of the shard being processed, by packet.
-    hashes: Vec<u64>,
+    /// The flow look-ups of the shard being processed, by packet.
+    lookups: Vec<FlowLookup>,
 }
 
 impl ChunkResult {
@@ -564,23 +565,24 @@ fn process_chunk(
         // and then the flows are fetched a few packets ahead, so that the
         // cache misses of several packets overlap.
         let packets = &chunk.by_shard[shard];
-        r.hashes.clear();
-        r.hashes.extend(
-            packets
-                .iter()
-                .map(|d| worker.flow_hash(shard, &chunk.packet(d))),
-        );
-        for &h in r.hashes.iter().take(AHEAD_INDEX) {
-            worker.prefetch(shard, h, Prefetch::Index);
+        r.lookups.clear();
+        if let Some(table) = worker.table(shard) {
+            let lookups = packets.iter().map(|d| table.lookup(&chunk.packet(d)));
+            r.lookups.extend(lookups);
+            for l in r.lookups.iter().take(AHEAD_INDEX) {
+                table.prefetch_index(l.hash);
+            }
         }
         for (k, d) in packets.iter().enumerate() {
-            if let Some(&h) = r.hashes.get(k + AHEAD_INDEX) {
-                worker.prefetch(shard, h, Prefetch::Index);
+            if let Some(table) = worker.table(shard) {
+                if let Some(l) = r.lookups.get(k + AHEAD_INDEX) {
+                    table.prefetch_index(l.hash);
+                }
+                if let Some(l) = r.lookups.get(k + AHEAD_FLOW) {
+                    table.prefetch_flow(l.hash);
+                }
             }
-            if let Some(&h) = r.hashes.get(k + AHEAD_FLOW) {
-                worker.prefetch(shard, h, Prefetch::Flow);
-            }
-            let packet = (&chunk.packet(d), Some(r.hashes[k]));
+            let packet = (&chunk.packet(d), r.lookups.get(k));
             let access = SharedAccess {
                 shared,
                 log: &mut run.writes,

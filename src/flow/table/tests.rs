@@ -343,7 +343,7 @@ fn the_prefetch_hint_follows_the_index_layout() {
 }
 
 #[test]
-fn tracking_with_a_known_hash_is_tracking() {
+fn tracking_with_a_lookup_made_before_is_tracking() {
     let mut a: FlowTable<()> = FlowTable::new(FlowConfig::default());
     let mut b: FlowTable<()> = FlowTable::new(FlowConfig::default());
     let (mut ended_a, mut ended_b) = (Vec::new(), Vec::new());
@@ -359,10 +359,10 @@ fn tracking_with_a_known_hash_is_tracking() {
         let ts = Timestamp::from_secs(secs as u64);
         let id = secs as u64;
         let x = a.track(&p, 60, ts, id, &mut |f, why| ended_a.push((f.id, why)));
-        let hash = b.hash_of(&p);
-        b.prefetch_index(hash);
-        b.prefetch_flow(hash);
-        let y = b.track_hashed(&p, hash, 60, ts, id, &mut |f, why| {
+        let lookup = b.lookup(&p);
+        b.prefetch_index(lookup.hash);
+        b.prefetch_flow(lookup.hash);
+        let y = b.track_looked_up(&p, &lookup, 60, ts, id, &mut |f, why| {
             ended_b.push((f.id, why))
         });
         assert_eq!(

@@ -247,6 +247,12 @@ const WALK_AHEAD: usize = 4;
 /// table costs at most one partly used page beyond its flows.
 const PAGE: usize = 256;
 
+/// Flows the index has room for from the start, if the table may hold as
+/// many: growing it rehashes every flow's key, each a cache miss (with the
+/// default cap, each of the 64 shards' tables holds at most 15,625). The
+/// room costs 5 bytes a flow, 8/7 of that as slack, mostly untouched.
+const INDEX_RESERVE: usize = 1 << 14;
+
 /// The slab of flows, in pages.
 #[derive(Debug)]
 struct Slab<T> {
@@ -299,8 +305,8 @@ impl<T: Default> FlowTable<T> {
     /// An empty table.
     pub fn new(config: FlowConfig) -> Self {
         FlowTable {
+            index: HashTable::with_capacity(config.max_flows.min(INDEX_RESERVE)),
             config,
-            index: HashTable::new(),
             hasher: DefaultHashBuilder::default(),
             nodes: Slab {
                 pages: Vec::new(),
@@ -382,10 +388,46 @@ impl<T: Default> FlowTable<T> {
     /// first whose hash tag matches; its key is not compared, which would
     /// wait for the flow to arrive), best after
     /// [`FlowTable::prefetch_index`] has had time to bring the index in.
+    /// Says whether there was one: if not, the packet most likely opens a
+    /// flow (see [`FlowTable::prefetch_free`]).
     #[inline]
-    pub fn prefetch_flow(&self, hash: u64) {
-        if let Some(&i) = self.index.find(hash, |_| true) {
-            self.prefetch_node(FlowRef(i));
+    pub fn prefetch_flow(&self, hash: u64) -> bool {
+        match self.index.find(hash, |_| true) {
+            Some(&i) => {
+                self.prefetch_node(FlowRef(i));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Asks the CPU to fetch, for writing, the slot the `k`-th next new
+    /// flow will take (counting from 0) if no flow ends before it. That
+    /// slot was last touched when the flow before ended, long since, and
+    /// writing a new flow into it would wait for it.
+    #[inline]
+    pub fn prefetch_free(&self, k: usize) {
+        let i = self.next_slot(k);
+        if i / PAGE >= self.nodes.pages.len() {
+            return;
+        }
+        let node = &self.nodes.pages[i / PAGE][i % PAGE] as *const Option<Flow<T>> as usize;
+        let size = std::mem::size_of::<Option<Flow<T>>>();
+        for line in (0..size).step_by(64) {
+            prefetch_write(node + line);
+        }
+        prefetch_write(node + size - 1);
+        if let Some(link) = self.links.get(i) {
+            prefetch_write(link as *const Link as usize);
+        }
+    }
+
+    /// The slot the `k`-th next new flow takes (counting from 0) if no
+    /// flow ends before it: free slots go last freed first, then new ones.
+    fn next_slot(&self, k: usize) -> usize {
+        match self.free.len().checked_sub(k + 1) {
+            Some(j) => self.free[j] as usize,
+            None => self.nodes.len + (k - self.free.len()),
         }
     }
 
@@ -732,6 +774,20 @@ fn prefetch(addr: usize) {
     // SAFETY: a prefetch reads nothing and cannot fault, whatever the address.
     unsafe {
         std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
+
+/// A hint that the cache line holding `addr` (which need not be valid)
+/// will be written.
+#[inline(always)]
+#[allow(unsafe_code)]
+fn prefetch_write(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing and cannot fault, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_ET0 }>(addr as *const i8)
     };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = addr;

@@ -573,15 +573,23 @@ fn process_chunk(
                 table.prefetch_index(l.hash);
             }
         }
+        // Bit j: packet k + j looked new when its flow was to be fetched;
+        // for such a packet the free slot its flow will take is fetched
+        // instead, after those the new flows before it will take.
+        let mut new_ahead = 0u32;
         for (k, d) in packets.iter().enumerate() {
             if let Some(table) = worker.table(shard) {
                 if let Some(l) = r.lookups.get(k + AHEAD_INDEX) {
                     table.prefetch_index(l.hash);
                 }
-                if let Some(l) = r.lookups.get(k + AHEAD_FLOW) {
-                    table.prefetch_flow(l.hash);
+                if let Some(l) = r.lookups.get(k + AHEAD_FLOW)
+                    && !table.prefetch_flow(l.hash)
+                {
+                    table.prefetch_free(new_ahead.count_ones() as usize);
+                    new_ahead |= 1 << AHEAD_FLOW;
                 }
             }
+            new_ahead >>= 1;
             let packet = (&chunk.packet(d), r.lookups.get(k));
             let access = SharedAccess {
                 shared,

@@ -321,14 +321,24 @@ fn the_prefetch_hint_follows_the_index_layout() {
     // The hint is only useful if `index_ctrl` is where hashbrown keeps the
     // control bytes: values are stored downwards before them. Checked
     // across growth and removals, for every occupied bucket.
+    // The index starts with room for INDEX_RESERVE flows: 60,000 packets
+    // (two thirds of whose flows stay) make it grow past that.
     let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
     let mut ended = Vec::new();
-    for i in 0..3000u32 {
+    let mut buckets = t.index.num_buckets();
+    let mut grew = 0;
+    for i in 0..60_000u32 {
         let src = format!("10.{}.{}.{}:4000", i >> 16, (i >> 8) & 255, i & 255);
         track(&mut t, &packet(&src, "10.0.0.1:53", L4::Udp), 1, &mut ended);
         if i % 3 == 0 {
             let r = t.open_flows().next().map(|(_, r)| r).unwrap();
             t.take(r);
+        }
+        if t.index.num_buckets() != buckets {
+            buckets = t.index.num_buckets();
+            grew += 1;
+        } else if i % 2048 != 0 {
+            continue;
         }
         let slot = std::mem::size_of::<u32>();
         let mut occupied = 0;
@@ -340,6 +350,35 @@ fn the_prefetch_hint_follows_the_index_layout() {
         }
         assert_eq!(occupied, t.len());
     }
+    assert!(grew >= 1, "the index never grew");
+}
+
+#[test]
+fn the_free_slot_hint_names_the_slots_new_flows_take() {
+    let mut t: FlowTable<()> = FlowTable::new(FlowConfig::default());
+    let mut ended = Vec::new();
+    let mut open = |t: &mut FlowTable<()>, i: u32| {
+        let src = format!("10.0.{}.{}:4000", i >> 8, i & 255);
+        track(t, &packet(&src, "10.0.0.1:53", L4::Udp), 1, &mut ended).flow
+    };
+    let mut flows: Vec<FlowRef> = (0..10).map(|i| open(&mut t, i)).collect();
+    // Nothing freed: new slots in order.
+    assert_eq!((t.next_slot(0), t.next_slot(1)), (10, 11));
+    for r in [flows[2], flows[7], flows[4]] {
+        t.take(r);
+    }
+    // The last freed first, then new slots.
+    let expected: Vec<usize> = (0..5).map(|k| t.next_slot(k)).collect();
+    assert_eq!(expected, vec![4, 7, 2, 10, 11]);
+    flows.clear();
+    for i in 100..105 {
+        flows.push(open(&mut t, i));
+    }
+    let took: Vec<usize> = flows.iter().map(|r| r.0 as usize).collect();
+    assert_eq!(took, expected);
+    t.prefetch_free(0); // a hint: fetches and changes nothing
+    t.prefetch_free(1000);
+    assert_eq!(t.len(), 12);
 }
 
 #[test]

@@ -105,8 +105,9 @@ RESULTS_HEADER = """\
 Written by `make bench` (`benches/macro.py`) and replaced by every run: do not
 edit by hand. It holds the last run only: p2pguard `analyze` with 1 thread and
 with N threads, nDPI's `ndpiReader`, and a read-only libpcap loop (the ceiling
-for any libpcap-based reader), on the same generated capture, on the same
-machine, one after the other, the capture in the page cache. How it measures:
+for any libpcap-based reader), as is and with the stream buffer p2pguard gives
+libpcap, on the same generated capture, on the same machine, one after the
+other, the capture in the page cache. How it measures:
 the docstring of `benches/macro.py`.
 """
 

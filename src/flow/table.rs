@@ -401,10 +401,10 @@ impl<T: Default> FlowTable<T> {
         }
     }
 
-    /// Asks the CPU to fetch, for writing, the slot the `k`-th next new
-    /// flow will take (counting from 0) if no flow ends before it. That
-    /// slot was last touched when the flow before ended, long since, and
-    /// writing a new flow into it would wait for it.
+    /// Asks the CPU to fetch the slot the `k`-th next new flow will take
+    /// (counting from 0) if no flow ends before it. That slot was last
+    /// touched when the flow before ended, long since, and writing a new
+    /// flow into it would wait for it.
     #[inline]
     pub fn prefetch_free(&self, k: usize) {
         let i = self.next_slot(k);
@@ -414,11 +414,11 @@ impl<T: Default> FlowTable<T> {
         let node = &self.nodes.pages[i / PAGE][i % PAGE] as *const Option<Flow<T>> as usize;
         let size = std::mem::size_of::<Option<Flow<T>>>();
         for line in (0..size).step_by(64) {
-            prefetch_write(node + line);
+            prefetch(node + line);
         }
-        prefetch_write(node + size - 1);
+        prefetch(node + size - 1);
         if let Some(link) = self.links.get(i) {
-            prefetch_write(link as *const Link as usize);
+            prefetch(link as *const Link as usize);
         }
     }
 
@@ -774,20 +774,6 @@ fn prefetch(addr: usize) {
     // SAFETY: a prefetch reads nothing and cannot fault, whatever the address.
     unsafe {
         std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = addr;
-}
-
-/// A hint that the cache line holding `addr` (which need not be valid)
-/// will be written.
-#[inline(always)]
-#[allow(unsafe_code)]
-fn prefetch_write(addr: usize) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch reads nothing and cannot fault, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_ET0 }>(addr as *const i8)
     };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = addr;

@@ -473,6 +473,11 @@ impl<T: Default> FlowTable<T> {
         ended: &mut impl FnMut(Flow<T>, EndReason),
     ) -> Tracked {
         let lookup = self.lookup(packet);
+        // The index's control bytes and its slot numbers live apart, and a
+        // look-up reads the first, then the second: fetching both at once
+        // overlaps their cache misses (with one thread, 7% of the run on
+        // the benchmark capture).
+        self.prefetch_index(lookup.hash);
         self.track_looked_up(packet, &lookup, wire_len, ts, id, ended)
     }
 

@@ -475,7 +475,7 @@ impl<T: Default> FlowTable<T> {
         let lookup = self.lookup(packet);
         // The index's control bytes and its slot numbers live apart, and a
         // look-up reads the first, then the second: fetching both at once
-        // overlaps their cache misses (with one thread, 7% of the run on
+        // overlaps their cache misses (with one thread, about 6% of the run on
         // the benchmark capture).
         self.prefetch_index(lookup.hash);
         self.track_looked_up(packet, &lookup, wire_len, ts, id, ended)

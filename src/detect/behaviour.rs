@@ -29,7 +29,9 @@
 //! Since only flows of a confirmed host can be named, statistics are kept
 //! only for them: the listening endpoints of flows that involve a confirmed
 //! host, and the fan-out of confirmed hosts. Every other flow, most of a
-//! busy link's, costs two look-ups and leaves no state.
+//! busy link's, leaves no state and mostly costs a few bit tests: a filter
+//! of the hosts ever confirmed answers most questions before the map of
+//! hosts is looked up.
 
 use std::net::IpAddr;
 
@@ -159,6 +161,71 @@ fn fingerprint(ip: IpAddr) -> u32 {
     }
 }
 
+/// The hosts that may be confirmed: one bit per hash of an address, set
+/// when a host is confirmed and cleared only when rebuilt from the hosts
+/// held. A clear bit answers "not confirmed" at once; a set bit sends the
+/// question on to the map. Most flows of a busy link are of hosts never
+/// confirmed, and each asks up to seven times (start, end, two judgements),
+/// each a look-up in a map that misses the cache.
+#[derive(Debug)]
+struct HostFilter {
+    bits: Box<[u64]>,
+    /// Bits set.
+    set: usize,
+    /// Hosts confirmed since the last rebuild.
+    added: usize,
+}
+
+impl HostFilter {
+    /// 2^16 bits: 8 KiB.
+    const BITS_LOG2: u32 = 16;
+
+    fn new() -> HostFilter {
+        HostFilter {
+            bits: vec![0; (1 << Self::BITS_LOG2) / 64].into_boxed_slice(),
+            set: 0,
+            added: 0,
+        }
+    }
+
+    fn bit(ip: IpAddr) -> (usize, u64) {
+        let h = u64::from(fingerprint(ip)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let b = (h >> (64 - Self::BITS_LOG2)) as usize;
+        (b / 64, 1 << (b % 64))
+    }
+
+    fn may_hold(&self, ip: IpAddr) -> bool {
+        let (word, mask) = Self::bit(ip);
+        self.bits[word] & mask != 0
+    }
+
+    fn insert(&mut self, ip: IpAddr) {
+        let (word, mask) = Self::bit(ip);
+        if self.bits[word] & mask == 0 {
+            self.bits[word] |= mask;
+            self.set += 1;
+        }
+        self.added += 1;
+    }
+
+    /// Over half full, with as many hosts confirmed since the last rebuild
+    /// as an eighth of the bits (so that rebuilding stays rare when many
+    /// hosts are confirmed at once): worth clearing what has left the map.
+    fn wants_rebuild(&self) -> bool {
+        let bits = 1 << Self::BITS_LOG2;
+        self.set > bits / 2 && self.added > bits / 8
+    }
+
+    fn rebuild<'a>(&mut self, hosts: impl Iterator<Item = &'a IpAddr>) {
+        self.bits.fill(0);
+        self.set = 0;
+        for ip in hosts {
+            self.insert(*ip);
+        }
+        self.added = 0;
+    }
+}
+
 /// What is known of one host.
 #[derive(Clone, Copy, Debug)]
 struct Host {
@@ -215,6 +282,8 @@ pub struct FlowFacts {
 pub struct Behaviour {
     config: BehaviourConfig,
     hosts: BoundedMap<IpAddr, Host>,
+    /// Every host in `hosts` (and some that were).
+    confirmed_filter: HostFilter,
     listeners: BoundedMap<Endpoint, Listener>,
 }
 
@@ -223,6 +292,7 @@ impl Behaviour {
     pub fn new(config: BehaviourConfig) -> Behaviour {
         Behaviour {
             hosts: BoundedMap::new(config.max_hosts),
+            confirmed_filter: HostFilter::new(),
             listeners: BoundedMap::new(config.max_endpoints),
             config,
         }
@@ -240,7 +310,7 @@ impl Behaviour {
 
     /// The P2P protocol `ip` was confirmed as running within the window.
     fn confirmed(&self, ip: IpAddr, now: Timestamp) -> Option<Protocol> {
-        if self.hosts.is_empty() {
+        if !self.confirmed_filter.may_hold(ip) {
             return None;
         }
         self.hosts
@@ -296,6 +366,12 @@ impl Behaviour {
         let until = now.plus(self.config.window);
         if let Some(h) = self.hosts.write(ip, || Host::new(now)) {
             h.p2p = Some((protocol, until));
+            // Hosts enter the map only here (fan-out needs a confirmed
+            // host), so the filter holds every host of the map.
+            self.confirmed_filter.insert(ip);
+            if self.confirmed_filter.wants_rebuild() {
+                self.confirmed_filter.rebuild(self.hosts.keys());
+            }
         }
     }
 
@@ -490,6 +566,52 @@ mod tests {
             b.judge(&tcp, T0.plus(Duration::from_secs(601)), false),
             None
         );
+    }
+
+    fn host(i: u32) -> IpAddr {
+        if i.is_multiple_of(4) {
+            IpAddr::V6(std::net::Ipv6Addr::from(u128::from(i) << 64 | 0x2001))
+        } else {
+            IpAddr::V4(std::net::Ipv4Addr::from(0x6440_0000 + i))
+        }
+    }
+
+    #[test]
+    fn the_filter_keeps_every_held_host_through_rebuilds() {
+        for max_hosts in [1_000, 65_536] {
+            let mut b = Behaviour::new(BehaviourConfig {
+                max_hosts,
+                ..BehaviourConfig::default()
+            });
+            // Enough hosts to fill over half the filter's bits, so that it
+            // rebuilds (with the small map, from far fewer hosts than it
+            // was given).
+            let n = 60_000;
+            for i in 0..n {
+                b.confirm_host(host(i), Protocol::Bittorrent, T0);
+            }
+            let held = (0..n).filter(|&i| b.hosts.get(&host(i)).is_some());
+            let mut count = 0;
+            for i in held {
+                count += 1;
+                assert_eq!(
+                    b.confirmed(host(i), T0),
+                    Some(Protocol::Bittorrent),
+                    "host {i} of {max_hosts}"
+                );
+            }
+            assert_eq!(count, max_hosts.min(n as usize), "held");
+            if max_hosts == 1_000 {
+                // Never rebuilt, 60,000 hosts would set about 39,000 bits.
+                assert!(b.confirmed_filter.set <= 1 << 15, "rebuilt from the map");
+            }
+        }
+        // A host never confirmed is turned away by the filter itself.
+        let mut b = Behaviour::new(BehaviourConfig::default());
+        b.confirm_host(host(1), Protocol::Gnutella, T0);
+        let strangers = (2..1_000).filter(|&i| !b.confirmed_filter.may_hold(host(i)));
+        assert!(strangers.count() > 990);
+        assert_eq!(b.confirmed(host(2), T0), None);
     }
 
     #[test]

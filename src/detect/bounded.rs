@@ -65,6 +65,11 @@ impl<K: Copy + Eq + Hash, V> BoundedMap<K, V> {
         self.entries.get(key).map(|s| &s.value)
     }
 
+    /// Every key held, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.entries.keys()
+    }
+
     /// Removes `key`.
     pub fn remove(&mut self, key: &K) -> Option<V> {
         let removed = self.entries.remove(key).map(|s| s.value);

@@ -8,10 +8,34 @@ use crate::decode::Transport;
 
 /// An IP address and port, stored compactly (IPv4 as an IPv4-mapped IPv6
 /// address) so that every key has the same fixed size.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Endpoint {
     addr: [u8; 16],
     port: u16,
+}
+
+// Ordered and hashed as whole words: every packet's flow key orders its
+// two endpoints and is hashed (the derived forms went byte by byte, with a
+// length prefix for the address as a slice).
+impl Ord for Endpoint {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // The bytes' order, as the address is big-endian.
+        (u128::from_be_bytes(self.addr), self.port)
+            .cmp(&(u128::from_be_bytes(other.addr), other.port))
+    }
+}
+
+impl PartialOrd for Endpoint {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::hash::Hash for Endpoint {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u128(u128::from_ne_bytes(self.addr));
+        state.write_u16(self.port);
+    }
 }
 
 impl Endpoint {
@@ -160,6 +184,32 @@ mod tests {
         assert!(!b_is_lo);
         let (k3, _) = FlowKey::new(Transport::Udp, a, b);
         assert_ne!(k1, k3);
+    }
+
+    #[test]
+    fn endpoints_order_by_mapped_address_bytes_then_port() {
+        let eps: Vec<Endpoint> = [
+            ("0.0.0.0", 1),
+            ("10.0.0.1", 6881),
+            ("10.0.0.1", 6882),
+            ("10.0.1.0", 80),
+            ("192.0.2.255", 65535),
+            ("::1", 9),
+            ("2001:db8::1", 443),
+            ("2001:db8::100", 2),
+            ("fe80::1", 0),
+            ("ffff::", 1),
+        ]
+        .iter()
+        .map(|(ip, port)| Endpoint::new(ip.parse().unwrap(), *port))
+        .collect();
+        for a in &eps {
+            for b in &eps {
+                let bytes = |e: &Endpoint| (e.addr, e.port);
+                assert_eq!(a.cmp(b), bytes(a).cmp(&bytes(b)), "{a} vs {b}");
+                assert_eq!(a == b, bytes(a) == bytes(b));
+            }
+        }
     }
 
     #[test]

@@ -1087,7 +1087,12 @@ impl Ender<'_> {
         }
         let last = flow.last_seen;
         let decision = self.decide(&mut flow, last, named, events);
-        let enforced = self.enforced.remove(&flow.id).unwrap_or_default();
+        // Most runs enforce on nothing: no hash of the id then.
+        let enforced = if self.enforced.is_empty() {
+            Enforced::default()
+        } else {
+            self.enforced.remove(&flow.id).unwrap_or_default()
+        };
         if self.p2p_records_only
             && flow.ext.verdict.protocol.is_none()
             && decision.is_none()

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use super::behaviour::{BehaviourConfig, Signal};
 use super::cache::{CacheConfig, Learnt};
+use super::known;
 use super::registry::{DetectorStates, Detectors};
 use super::rules::RuleSet;
 use super::{Confidence, Evidence, Facts, PacketView, Protocol, Verdict};
@@ -200,6 +201,14 @@ impl Detection {
             index: state.payload_packets[side],
             ..*view
         };
+        // A flow that opens as DNS is done with (see `known`).
+        if state.payload_packets[0] + state.payload_packets[1] == 1 && known::is_dns(&view) {
+            state.finished = true;
+            return Progress {
+                verdict_changed: false,
+                finished: true,
+            };
+        }
 
         self.rules.scan(&view, |index, rule| {
             let id = self.rule_ids.get(index).copied().unwrap_or(u16::MAX);

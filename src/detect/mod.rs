@@ -15,6 +15,7 @@ pub mod bencode;
 pub mod bounded;
 pub mod cache;
 mod engine;
+mod known;
 pub mod protocols;
 mod registry;
 pub mod rules;

@@ -2,7 +2,7 @@
 //! packet travels.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::decode::Transport;
 
@@ -56,10 +56,11 @@ impl Endpoint {
 
     /// The address (IPv4 again if it was stored mapped).
     pub fn ip(&self) -> IpAddr {
-        let v6 = Ipv6Addr::from(self.addr);
-        match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
+        let bits = u128::from_be_bytes(self.addr);
+        if bits >> 32 == 0xffff {
+            IpAddr::V4(Ipv4Addr::from(bits as u32))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(bits))
         }
     }
 

@@ -164,10 +164,11 @@ fn found(name: &'static str, strength: Confidence) -> Probe {
 /// Checks an HTTP announce or scrape request line; records its facts and
 /// the requester's listen port.
 fn http_request(packet: &PacketView<'_>, facts: &mut FactSink<'_>) -> Option<&'static str> {
-    let payload = packet.payload;
+    // The method first: searching a TLS record or any other binary
+    // opening for a line end cost thousands of instructions a flow.
+    let payload = packet.payload.strip_prefix(b"GET ")?;
     let line_end = payload.windows(2).position(|w| w == b"\r\n")?;
-    let line = payload.get(..line_end)?;
-    let rest = line.strip_prefix(b"GET ")?;
+    let rest = payload.get(..line_end)?;
     let space = rest.iter().rposition(|b| *b == b' ')?;
     let (target, version) = rest.split_at(space);
     if !version.starts_with(b" HTTP/1.") {

@@ -87,11 +87,14 @@ pub struct RuleSet {
     max_packet: [u16; 2],
     /// Distinct offsets of the anchored rules, and the packets they look at.
     anchored_offsets: Vec<usize>,
-    anchored_max_packet: [u16; 2],
+    /// By transport (see [`transport_index`]) and side: a UDP packet is not
+    /// searched for patterns only TCP rules have.
+    anchored_max_packet: [[u16; 2]; 2],
     /// The unanchored rules: how far into a payload they look (`None`: to
-    /// the end), the packets they look at, and their patterns' finder.
+    /// the end), the packets they look at (by transport and side), and
+    /// their patterns' finder.
     unanchored_limit: Option<usize>,
-    unanchored_max_packet: [u16; 2],
+    unanchored_max_packet: [[u16; 2]; 2],
     unanchored_finder: Option<aho_corasick::packed::Searcher>,
     has_unanchored: bool,
 }
@@ -207,7 +210,12 @@ impl RuleSet {
             for side in [Direction::Originator, Direction::Responder] {
                 if r.side.is_none_or(|s| s == side) {
                     let i = side.index();
-                    max[i] = max[i].max(r.packets.1);
+                    for t in [Transport::Tcp, Transport::Udp] {
+                        if r.transport.is_none_or(|rt| rt == t) {
+                            let m = &mut max[transport_index(t)][i];
+                            *m = (*m).max(r.packets.1);
+                        }
+                    }
                     set.max_packet[i] = set.max_packet[i].max(r.packets.1);
                 }
             }
@@ -243,9 +251,9 @@ impl RuleSet {
             automaton: None,
             max_packet: [0; 2],
             anchored_offsets: Vec::new(),
-            anchored_max_packet: [0; 2],
+            anchored_max_packet: [[0; 2]; 2],
             unanchored_limit: None,
-            unanchored_max_packet: [0; 2],
+            unanchored_max_packet: [[0; 2]; 2],
             unanchored_finder: None,
             has_unanchored: false,
         }
@@ -290,7 +298,8 @@ impl RuleSet {
                 }
             }
         };
-        let anchored = packet.index <= self.anchored_max_packet[side];
+        let t = transport_index(packet.transport);
+        let anchored = packet.index <= self.anchored_max_packet[t][side];
         if anchored {
             for &offset in &self.anchored_offsets {
                 if offset < payload.len() {
@@ -302,7 +311,7 @@ impl RuleSet {
                 }
             }
         }
-        if self.has_unanchored && packet.index <= self.unanchored_max_packet[side] {
+        if self.has_unanchored && packet.index <= self.unanchored_max_packet[t][side] {
             let hay = &payload[..self
                 .unanchored_limit
                 .map_or(payload.len(), |l| l.min(payload.len()))];
@@ -630,3 +639,11 @@ impl<'de> Deserialize<'de> for RuleConfidence {
 
 #[cfg(test)]
 mod tests;
+
+/// 0 for TCP, 1 for UDP: an index into per-transport arrays.
+fn transport_index(t: Transport) -> usize {
+    match t {
+        Transport::Tcp => 0,
+        Transport::Udp => 1,
+    }
+}

@@ -260,3 +260,41 @@ fn reports_every_broken_file_not_just_the_first() {
     let e = RuleSet::parse_sources(&[a, b]).unwrap_err();
     assert_eq!(e.0.len(), 2);
 }
+
+#[test]
+fn each_transport_is_searched_for_its_own_rules_only() {
+    let text = r#"
+rules:
+  - id: t.tcp-anywhere
+    protocol: bittorrent
+    transport: tcp
+    pattern: 'tcp-only'
+    description: d
+  - id: t.udp-anywhere
+    protocol: bittorrent
+    transport: udp
+    pattern: 'udp-only'
+    description: d
+  - id: t.tcp-at-0
+    protocol: bittorrent
+    transport: tcp
+    pattern: 'head'
+    offset: 0
+    anchored: true
+    description: d
+  - id: t.both-at-0
+    protocol: bittorrent
+    pattern: 'he'
+    offset: 0
+    anchored: true
+    description: d
+"#;
+    let set = load(text).unwrap();
+    let payload = b"head..tcp-only..udp-only";
+    let m = |t| matches(&set, &view(payload, Direction::Originator, 1, t));
+    assert_eq!(
+        m(Transport::Tcp),
+        vec!["t.both-at-0", "t.tcp-at-0", "t.tcp-anywhere"]
+    );
+    assert_eq!(m(Transport::Udp), vec!["t.both-at-0", "t.udp-anywhere"]);
+}

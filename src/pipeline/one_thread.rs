@@ -83,6 +83,10 @@ impl Run<'_> {
     }
 
     fn report_events(&mut self) {
+        // Most packets end nothing and decide nothing.
+        if self.events.is_empty() {
+            return;
+        }
         for (_, e) in self.events.drain(..) {
             self.sink.event(e);
         }

@@ -189,6 +189,17 @@ fn reads_standard_input_like_a_file() {
     };
     assert_eq!(flows(&from_file.stdout), flows(&from_stdin.stdout));
     assert!(!flows(&from_stdin.stdout).is_empty());
+    // And `-o -` is standard output, not a file named `-`.
+    let dir = tempfile::tempdir().unwrap();
+    let to_dash = p2pguard()
+        .current_dir(dir.path())
+        .args(["analyze", "-f", "jsonl", "-o", "-"])
+        .arg(capture("bt-dht.pcap"))
+        .output()
+        .unwrap();
+    assert!(to_dash.status.success());
+    assert_eq!(flows(&to_dash.stdout), flows(&from_file.stdout));
+    assert!(!dir.path().join("-").exists());
 }
 
 #[test]

@@ -113,7 +113,8 @@ pub struct AnalyzeArgs {
     #[arg(short, long, value_enum, default_value_t = Format::Summary)]
     pub format: Format,
 
-    /// Write the report to FILE instead of standard output.
+    /// Write the report to FILE instead of standard output (`-`: standard
+    /// output).
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 

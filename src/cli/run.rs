@@ -199,7 +199,8 @@ pub fn analyze_command(args: AnalyzeArgs) -> Result<bool, Failure> {
         },
     };
 
-    let out: Box<dyn Write> = match &args.output {
+    // `-o -` is standard output, as `-` is standard input.
+    let out: Box<dyn Write> = match args.output.as_ref().filter(|p| p.as_os_str() != "-") {
         Some(path) => Box::new(BufWriter::with_capacity(
             OUTPUT_BUFFER,
             File::create(path).map_err(|e| {

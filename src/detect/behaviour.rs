@@ -170,6 +170,8 @@ fn fingerprint(ip: IpAddr) -> u32 {
 #[derive(Debug)]
 struct HostFilter {
     bits: Box<[u64]>,
+    /// log2 of the bits' number.
+    bits_log2: u32,
     /// Bits set.
     set: usize,
     /// Hosts confirmed since the last rebuild.
@@ -177,30 +179,35 @@ struct HostFilter {
 }
 
 impl HostFilter {
-    /// 2^16 bits: 8 KiB.
-    const BITS_LOG2: u32 = 16;
-
-    fn new() -> HostFilter {
+    /// A filter for at most `hosts` hosts: eight bits a host, at least
+    /// 2^16 bits (the default 65,536 hosts take 2^19 bits, 64 KiB, of which
+    /// a full map sets about one in eight).
+    fn new(hosts: usize) -> HostFilter {
+        let bits_log2 = (hosts.max(1) * 8)
+            .next_power_of_two()
+            .trailing_zeros()
+            .clamp(16, 30);
         HostFilter {
-            bits: vec![0; (1 << Self::BITS_LOG2) / 64].into_boxed_slice(),
+            bits: vec![0; (1 << bits_log2) / 64].into_boxed_slice(),
+            bits_log2,
             set: 0,
             added: 0,
         }
     }
 
-    fn bit(ip: IpAddr) -> (usize, u64) {
+    fn bit(&self, ip: IpAddr) -> (usize, u64) {
         let h = u64::from(fingerprint(ip)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let b = (h >> (64 - Self::BITS_LOG2)) as usize;
+        let b = (h >> (64 - self.bits_log2)) as usize;
         (b / 64, 1 << (b % 64))
     }
 
     fn may_hold(&self, ip: IpAddr) -> bool {
-        let (word, mask) = Self::bit(ip);
+        let (word, mask) = self.bit(ip);
         self.bits[word] & mask != 0
     }
 
     fn insert(&mut self, ip: IpAddr) {
-        let (word, mask) = Self::bit(ip);
+        let (word, mask) = self.bit(ip);
         if self.bits[word] & mask == 0 {
             self.bits[word] |= mask;
             self.set += 1;
@@ -212,7 +219,7 @@ impl HostFilter {
     /// as an eighth of the bits (so that rebuilding stays rare when many
     /// hosts are confirmed at once): worth clearing what has left the map.
     fn wants_rebuild(&self) -> bool {
-        let bits = 1 << Self::BITS_LOG2;
+        let bits = 1 << self.bits_log2;
         self.set > bits / 2 && self.added > bits / 8
     }
 
@@ -292,7 +299,7 @@ impl Behaviour {
     pub fn new(config: BehaviourConfig) -> Behaviour {
         Behaviour {
             hosts: BoundedMap::new(config.max_hosts),
-            confirmed_filter: HostFilter::new(),
+            confirmed_filter: HostFilter::new(config.max_hosts),
             listeners: BoundedMap::new(config.max_endpoints),
             config,
         }

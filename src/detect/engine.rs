@@ -201,15 +201,11 @@ impl Detection {
             index: state.payload_packets[side],
             ..*view
         };
-        // A flow that opens as DNS is done with (see `known`).
-        if state.payload_packets[0] + state.payload_packets[1] == 1 && known::is_dns(&view) {
-            state.finished = true;
-            return Progress {
-                verdict_changed: false,
-                finished: true,
-            };
+        // A whole DNS message is looked at by nothing; the flow's other
+        // packets are (see `known`).
+        if known::is_dns(&view) {
+            return Progress::default();
         }
-
         self.rules.scan(&view, |index, rule| {
             let id = self.rule_ids.get(index).copied().unwrap_or(u16::MAX);
             state.add(rule.protocol, id, rule.confidence, side, flow_packets);

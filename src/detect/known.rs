@@ -1,9 +1,9 @@
-//! Protocols known not to be P2P file sharing, recognised by their whole
-//! structure on a flow's first payload packet, so that detection stops
-//! there: no signature scan and no detector for the rest of the flow.
+//! Protocols known not to be P2P file sharing, recognised packet by packet
+//! by their whole structure, so that detection (the signature rules and
+//! the structural detectors) skips them.
 //!
 //! Only DNS so far. On a busy link it is most UDP flows (a query and its
-//! answer each), and every such packet went through every UDP detector and
+//! answer each), and each such packet went through every UDP detector and
 //! the signature scan to be found not P2P: about 1,600 instructions a
 //! packet, a sixth of all the work on the benchmark capture.
 //!
@@ -11,9 +11,13 @@
 //! far below one in a million: the DNS port on the server's side, opcode
 //! QUERY with the reserved bit clear, exactly one question whose name is
 //! printable labels, a known class, and every record after it parsing to
-//! the datagram's last byte. What does not pass is inspected as before.
-//! A flow stopped here can still be named P2P at its start by the endpoint
-//! cache, which does not depend on detection.
+//! the datagram's last byte. It is made for each packet and ends nothing:
+//! a packet of the flow that is not such a message is inspected as any
+//! other, so one DNS message cannot shield the rest of a flow. Flows of
+//! DNS end undecided (to an enforcer: not sealed, still looked at), as
+//! they did when the detectors saw them and kept waiting. A signature rule
+//! never sees a whole DNS message either: rules name P2P flows, and a DNS
+//! lookup is not one.
 
 use crate::decode::Transport;
 
@@ -41,8 +45,8 @@ const OPT: u16 = 41;
 /// Records a message may hold before it is taken for something else.
 const MAX_RECORDS: u16 = 64;
 
-/// Whether `view` is the first payload packet of a DNS exchange: a query
-/// to a DNS port or an answer from one, whole (not cut by the snap length).
+/// Whether `view` is a whole DNS message (not cut by the snap length): a
+/// query to a DNS port or an answer from one.
 pub fn is_dns(view: &PacketView<'_>) -> bool {
     if view.transport != Transport::Udp || view.truncated {
         return false;
@@ -82,7 +86,7 @@ fn message(p: &[u8], flags: u16) -> Option<()> {
         return None;
     }
     at += 4;
-    for record in 0..an + ns + ar {
+    for _ in 0..an + ns + ar {
         at = name(p, at, true)?;
         let rtype = u16_at(p, at)?;
         if query && rtype != OPT {
@@ -93,7 +97,6 @@ fn message(p: &[u8], flags: u16) -> Option<()> {
         if at > p.len() {
             return None;
         }
-        let _ = record;
     }
     (at == p.len()).then_some(())
 }
@@ -113,8 +116,9 @@ fn name(p: &[u8], mut at: usize, pointer: bool) -> Option<usize> {
                 if !pointer && !label.iter().all(|b| (0x21..=0x7e).contains(b)) {
                     return None;
                 }
+                // With the root label's byte, at most 255 (RFC 1035, 3.1).
                 total += usize::from(len) + 1;
-                if total > 255 {
+                if total + 1 > 255 {
                     return None;
                 }
                 at += 1 + usize::from(len);

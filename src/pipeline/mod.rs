@@ -1162,3 +1162,54 @@ mod cap_tests {
         assert_eq!((0..SHARDS).map(|s| shard_cap(10, s)).sum::<usize>(), SHARDS);
     }
 }
+
+#[cfg(test)]
+mod known_tests {
+    use super::*;
+    use crate::detect::rules::RuleSet;
+    use crate::synth::{L4, ip_packet};
+
+    /// The protocols of the flows a pipeline reports for `packets` (from
+    /// `a` to `b` if the flag is set, else back), one a millisecond.
+    fn protocols(packets: &[(bool, &[u8])]) -> Vec<Option<Protocol>> {
+        let rules = RuleSet::load(&[]).expect("built-in rules");
+        let mut p = Pipeline::new(FlowConfig::default(), DetectConfig::new(rules));
+        let (a, b) = (
+            "100.64.0.1:40000".parse().unwrap(),
+            "100.64.0.2:53".parse().unwrap(),
+        );
+        let mut found = Vec::new();
+        let mut events = |e: Event| {
+            if let Event::FlowEnded(r) = e {
+                found.push(r.protocol);
+            }
+        };
+        for (i, (forth, payload)) in packets.iter().enumerate() {
+            let (src, dst) = if *forth { (a, b) } else { (b, a) };
+            let ip = ip_packet(src, dst, L4::Udp, payload);
+            let ts = Timestamp::from_secs(1_000).plus(Duration::from_millis(i as u64));
+            p.process(ts, LinkType::RAW, &ip, ip.len() as u32, &mut events);
+        }
+        p.finish(&mut events);
+        found
+    }
+
+    const DNS_QUERY: &[u8] = &[
+        0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 7, b'e', b'x', b'a', b'm', b'p', b'l',
+        b'e', 3, b'c', b'o', b'm', 0, 0, 1, 0, 1,
+    ];
+    const DHT_QUERY: &[u8] = b"d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe";
+    const DHT_REPLY: &[u8] = b"d1:rd2:id20:mnopqrstuvwxyz123456e1:t2:aa1:y1:re";
+
+    #[test]
+    fn one_dns_message_does_not_shield_the_rest_of_a_flow() {
+        // The DHT exchange alone, and after a DNS query on the same
+        // addresses and ports (port 53), is named either way.
+        let dht = protocols(&[(true, DHT_QUERY), (false, DHT_REPLY)]);
+        assert_eq!(dht, vec![Some(Protocol::Bittorrent)]);
+        let after_dns = protocols(&[(true, DNS_QUERY), (true, DHT_QUERY), (false, DHT_REPLY)]);
+        assert_eq!(after_dns, dht);
+        // The DNS query alone is not.
+        assert_eq!(protocols(&[(true, DNS_QUERY)]), vec![None]);
+    }
+}

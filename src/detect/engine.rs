@@ -1,5 +1,6 @@
-//! Per-flow detection: shows each payload packet to the signature rules and
-//! to the structural detectors, and folds what they report into the flow's
+//! Per-flow detection: shows each payload packet (but whole DNS messages,
+//! see [`known`](super::known)) to the signature rules and to the
+//! structural detectors, and folds what they report into the flow's
 //! [`Verdict`].
 
 use std::collections::HashMap;

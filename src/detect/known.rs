@@ -5,7 +5,7 @@
 //! Only DNS so far. On a busy link it is most UDP flows (a query and its
 //! answer each), and each such packet went through every UDP detector and
 //! the signature scan to be found not P2P: about 1,600 instructions a
-//! packet, a sixth of all the work on the benchmark capture.
+//! packet, about a seventh of all the work on the benchmark capture.
 //!
 //! The check is strict, so that a P2P datagram passes it only by a chance
 //! far below one in a million: the DNS port on the server's side, opcode

@@ -596,10 +596,8 @@ impl Worker {
                 .detection
                 .inspect(&mut flow.ext, &view, total, &mut learnt);
             verdict_changed |= progress.verdict_changed;
-            if !learnt.is_empty() {
-                for l in learnt.drain(..) {
-                    ender.write(flow.id, ts, Write::Learn(l));
-                }
+            for l in learnt.drain(..) {
+                ender.write(flow.id, ts, Write::Learn(l));
             }
             // Structural evidence confirms the flow's listening endpoints:
             // the TCP responder; for UDP both sides (P2P UDP sockets listen).

@@ -16,15 +16,23 @@ On one large capture (by default ``target/bench/mix.pcap``, written by the
   off; and once each with the full report, ``-f jsonl`` (one JSON line per
   flow), timed too and shown apart, for the verdict check;
 * ``ndpiReader``: ``ndpiReader -i CAPTURE -q`` (Debian's libndpi-bin; one
-  thread, its default for a file), output to /dev/null.
+  thread, its default for a file), output to /dev/null;
+* ``N copies of p2pguard -t 1 at once``: N independent ``p2pguard analyze -q
+  -t 1`` processes on the same capture, started together, timed until the
+  last one ends: what N CPUs of this machine give for work that shares
+  nothing (a virtual machine's CPUs may share a physical core or its caches
+  and memory bandwidth). Its throughput (N times the capture over that time)
+  over one copy's is the machine's ceiling for the N-thread ratio; the
+  N-thread run's ratio is also shown as a share of that ceiling.
 
 How it measures:
 
 * The capture is read once before anything runs (page cache warm-up), so every
   tool reads it from memory and no tool pays for the disk; the script warns if
   the file may not fit in the page cache.
-* The tools run one after the other, never two at once. With ``--runs K`` the
-  script makes K rounds (the two baselines, p2pguard -t 1, p2pguard -t N, ndpiReader),
+* The tools run one after the other, never two at once (but for the N
+  copies, which are one measurement). With ``--runs K`` the script makes K
+  rounds (the two baselines, p2pguard -t 1, p2pguard -t N, the N copies, ndpiReader),
   so a slow drift of the machine touches every tool alike; each tool's time is
   the median of its K runs, with the fastest and slowest kept.
 * Wall time is ``time.perf_counter`` around the run (start to reaped). Peak
@@ -41,8 +49,9 @@ How it measures:
   1 thread vs ndpiReader (target >= 4), 1 thread vs baseline (target >= 0.6),
   N threads vs 1 thread (target >= 1.7, set for N = 2). A ratio below its
   target prints MISS; it does not change the exit status. Also shown, with no
-  target of their own: 1 thread vs the buffered baseline, and N threads vs
-  both baselines.
+  target of their own: 1 thread vs the buffered baseline, N threads vs
+  both baselines, N copies at once vs 1 thread (the machine's ceiling for
+  N-way work) and N threads as a share of that ceiling.
 * Verdicts: the flow lines of every p2pguard output (1 and N threads, every
   round) must be the same set of lines (each output's flow lines are hashed
   into an order-independent digest; equal digests mean the sorted lines are
@@ -107,7 +116,8 @@ edit by hand. It holds the last run only: p2pguard `analyze` with 1 thread and
 with N threads, nDPI's `ndpiReader`, and a read-only libpcap loop (the ceiling
 for any libpcap-based reader), as is and with the stream buffer p2pguard gives
 libpcap, on the same generated capture, on the same machine, one after the
-other, the capture in the page cache. How it measures:
+other, the capture in the page cache; and N copies of p2pguard with 1 thread
+at once, for what N CPUs of this machine give. How it measures:
 the docstring of `benches/macro.py`.
 """
 
@@ -175,6 +185,43 @@ def run_measured(label: str, argv: list[str], stdout: Path | None, workdir: Path
             + "\n".join("    " + line for line in tail or ["(empty)"])
         )
     return Run(seconds, maxrss_kib)
+
+
+def run_concurrent(label: str, argvs: list[list[str]], workdir: Path, gnu_time: str) -> Run:
+    """Run every argv at once, each under GNU time with stdout to /dev/null;
+    return the wall time from the start until the last one is reaped, and the
+    highest peak RSS of them. A failure of any is a BenchError (the others
+    are waited for first)."""
+    procs = []
+    t0 = time.perf_counter()
+    for i, argv in enumerate(argvs):
+        usage = workdir / f"usage-{i}.txt"
+        usage.unlink(missing_ok=True)
+        with open(workdir / f"stderr-{i}.txt", "wb") as err:
+            proc = subprocess.Popen([gnu_time, "-f", "%M %x", "-o", str(usage)] + argv,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=err)
+        procs.append((proc, usage, workdir / f"stderr-{i}.txt", argv))
+    pending = {proc.pid: proc for proc, _, _, _ in procs}
+    while pending:
+        pid, status, _ = os.wait4(-1, 0)
+        proc = pending.pop(pid, None)
+        if proc is not None:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - t0
+    peak = 0
+    for proc, usage, err, argv in procs:
+        try:
+            maxrss_kib, code = map(int, usage.read_text().strip().splitlines()[-1].split())
+        except (OSError, ValueError, IndexError):
+            maxrss_kib, code = 0, proc.returncode
+        if code != 0:
+            tail = err.read_text(errors="replace").strip().splitlines()[-15:]
+            raise BenchError(
+                f"{label}: a copy exited with status {code}\n  command: {shlex.join(argv)}\n"
+                "  stderr (last lines):\n" + "\n".join("    " + line for line in tail or ["(empty)"]))
+        peak = max(peak, maxrss_kib)
+    return Run(seconds, peak)
 
 
 # --------------------------------------------------------------------------
@@ -505,6 +552,7 @@ def main() -> int:
         "baseline_buf": Tool("baseline_buf", "baseline, 128 KiB stream buffer"),
         "t1": Tool("t1", "p2pguard analyze -t 1"),
         "tn": Tool("tn", f"p2pguard analyze -t {n}"),
+        "copies": Tool("copies", f"{n} copies of p2pguard -t 1 at once"),
         "ndpi": Tool("ndpi", "ndpiReader (nDPI, 1 thread)"),
         # The full report, for the verdict check (round 1 only).
         "t1j": Tool("t1j", "p2pguard analyze -t 1 -f jsonl"),
@@ -537,10 +585,15 @@ def main() -> int:
                     argv = [p2pguard, "analyze", "-q", "-t", str(threads)]
                     argv += ["-f", "jsonl"] if jsonl else []
                     argv += ["-o", str(out), cap]
-                else:
+                elif key == "ndpi":
                     argv = [ndpi, "-i", cap, "-q"]
-                p2p = key in ("t1", "tn", "t1j", "tnj")
-                run = run_measured(tool.label, argv, None if p2p else out, work, gnu_time)
+                if key == "copies":
+                    argvs = [[p2pguard, "analyze", "-q", "-t", "1", "-o",
+                              str(work / f"copy-{i}.txt"), cap] for i in range(n)]
+                    run = run_concurrent(tool.label, argvs, work, gnu_time)
+                else:
+                    p2p = key in ("t1", "tn", "t1j", "tnj")
+                    run = run_measured(tool.label, argv, None if p2p else out, work, gnu_time)
                 tool.runs.append(run)
                 log(f"[round {r}/{args.runs}] {tool.label}: {run.seconds:.3f} s, "
                     f"peak RSS {mib(run.maxrss_kib)} MiB")
@@ -555,6 +608,10 @@ def main() -> int:
                 elif key in ("t1", "tn"):
                     if "P2P" not in out.read_text(errors="replace"):
                         raise BenchError(f"{tool.label} (round {r}): no summary in {out}")
+                elif key == "copies":
+                    for i in range(n):
+                        if "P2P" not in (work / f"copy-{i}.txt").read_text(errors="replace"):
+                            raise BenchError(f"{tool.label} (round {r}): no summary from copy {i}")
                 elif key in ("t1j", "tnj"):
                     report = read_report(out)
                     if report.stats.get("packets") != packets:
@@ -590,8 +647,11 @@ def main() -> int:
             continue
         t = tool.median()
         secs = [run.seconds for run in tool.runs]
+        # The N copies each read the whole capture.
+        times = n if tool.key == "copies" else 1
         rows.append([tool.label, f"{t:.3f}", f"{min(secs):.3f}-{max(secs):.3f}",
-                     group(packets / t), f"{frame_bytes * 8 / t / 1e9:.2f}", mib(tool.peak_rss())])
+                     group(times * packets / t), f"{times * frame_bytes * 8 / t / 1e9:.2f}",
+                     mib(tool.peak_rss())])
     table = markdown_table(
         ["tool", "median s", "min-max s", "packets/s", "Gbit/s", "peak RSS MiB"],
         rows, right={1, 2, 3, 4, 5})
@@ -605,8 +665,10 @@ def main() -> int:
                                  "peak RSS MiB"], full_rows, right={1, 2, 3, 4})
 
     # ---- ratios: throughput of the first over the second, on median times
-    t_base, t_buf, t1, tn, t_ndpi = (tools[k].median()
-                                     for k in ("baseline", "baseline_buf", "t1", "tn", "ndpi"))
+    t_base, t_buf, t1, tn, t_ndpi, t_copies = (
+        tools[k].median() for k in ("baseline", "baseline_buf", "t1", "tn", "ndpi", "copies"))
+    # What N CPUs give for N independent copies, over one copy alone.
+    ceiling = n * t1 / t_copies
 
     def verdict(value: float, target: float) -> str:
         return "PASS" if value >= target else "MISS"
@@ -626,6 +688,10 @@ def main() -> int:
         target = f">= {TARGET_SCALING:g}x" + ("" if n == 2 else " (set for N = 2)")
         ratio_rows.append([f"p2pguard {n} threads vs 1 thread", f"{t1 / tn:.2f}x", target,
                            verdict(t1 / tn, TARGET_SCALING)])
+        ratio_rows.append([f"{n} copies of p2pguard -t 1 at once vs 1 thread (this machine's "
+                           f"ceiling for {n}-way work)", f"{ceiling:.2f}x", "(shown)", ""])
+        ratio_rows.append([f"p2pguard {n} threads as a share of that ceiling",
+                           f"{t1 / tn / ceiling:.2f}", "(shown)", ""])
     ratios = markdown_table(["ratio of packets/s", "value", "target", ""],
                             ratio_rows, right={1})
 
@@ -675,7 +741,8 @@ def main() -> int:
     md += [f"- Load average (1 min) of the machine: {load_before[0]:.2f} at the start, "
            f"{load_after[0]:.2f} at the end (which includes the benchmark's own load)"]
     md += [f"- Runs: {args.runs} per tool, in rounds (the two baselines, 1 thread, {n} threads, "
-           "ndpiReader); times are medians, min-max is the spread", ""]
+           f"{n} copies of 1 thread at once, ndpiReader); times are medians, min-max is the "
+           "spread", ""]
     md += ["## Machine", ""] + [f"- {k}: {v}" for k, v in machine.items()] + [""]
     md += ["## Capture", "",
            f"- File: `{shown(capture)}`, "
@@ -690,7 +757,9 @@ def main() -> int:
            "Peak RSS: the highest maximum resident set size of the tool's runs (GNU time's %M). "
            "p2pguard's time includes writing its default report (the summary) to a file "
            f"(in {args.tmpdir or tempfile.gettempdir()}); "
-           "ndpiReader runs with its report off (-q).", ""]
+           "ndpiReader runs with its report off (-q). "
+           f"The {n} copies of p2pguard -t 1 each read the whole capture: their packets/s "
+           f"counts {n} times the capture.", ""]
     md += ["The same p2pguard runs with the full report, one JSON line per flow "
            "(`-f jsonl`, used for the verdict check), one run each:", ""] + full_table + [""]
     md += ["## Ratios", ""] + ratios + [""]
@@ -708,7 +777,10 @@ def main() -> int:
            shlex.join([pg, "analyze", "-q", "-t", str(n), "-o", "TMP/tn.txt", capture_shown]),
            shlex.join([pg, "analyze", "-q", "-t", "1", "-f", "jsonl", "-o", "TMP/t1.jsonl", capture_shown]),
            shlex.join([pg, "analyze", "-q", "-t", str(n), "-f", "jsonl", "-o", "TMP/tn.jsonl", capture_shown]),
-           shlex.join([ndpi, "-i", capture_shown, "-q"]) + "  > /dev/null", "```", ""]
+           shlex.join([ndpi, "-i", capture_shown, "-q"]) + "  > /dev/null",
+           f"# {n} at once, i = 0..{n - 1}:",
+           shlex.join([pg, "analyze", "-q", "-t", "1", "-o", "TMP/copy-i.txt", capture_shown]),
+           "```", ""]
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text("\n".join(md))
     print(f"\nwritten: {args.results}")

@@ -10,6 +10,14 @@ On one large capture (by default ``target/bench/mix.pcap``, written by the
 * ``baseline, 128 KiB buffer``: the same loop with ``--stdio-buffer 131072``,
   the stream buffer p2pguard gives libpcap for a regular file (the ceiling
   with that setting; its ratio is shown beside the target's);
+* ``bare flow counter``: ``flow-count --stdio-buffer 131072 FILE``
+  (``benches/flow_count.rs``): the same loop, with p2pguard's stream buffer,
+  that also decodes every packet with p2pguard's decoder and counts it in a
+  plain hash map of flows (hashbrown: first and last time, packets and bytes
+  each way), and does nothing else: no timeouts, no detection, no report.
+  It shows what keeping a record per flow costs on this capture before any
+  inspection (not a strict floor: p2pguard's own table overlaps its cache
+  misses, which the plain map does not);
 * ``p2pguard -t 1`` and ``p2pguard -t N``: ``p2pguard analyze -q -t T -o FILE
   CAPTURE``, its default report (the summary: totals, P2P flows by protocol,
   top hosts) written to a file, as ndpiReader is timed with its own report
@@ -33,7 +41,8 @@ How it measures:
   the file may not fit in the page cache.
 * The tools run one after the other, never two at once (but for the N
   copies, which are one measurement). With ``--runs K`` the script makes K
-  rounds (the two baselines, p2pguard -t 1, p2pguard -t N, the N copies, ndpiReader),
+  rounds (the two baselines, the bare flow counter, p2pguard -t 1, p2pguard -t N, the N
+  copies, ndpiReader),
   so a slow drift of the machine touches every tool alike; each tool's time is
   the median of its K runs, with the fastest and slowest kept.
 * Wall time is ``time.perf_counter`` around the run (start to reaped). Peak
@@ -50,7 +59,8 @@ How it measures:
   1 thread vs ndpiReader (target >= 4), 1 thread vs baseline (target >= 0.6),
   N threads vs 1 thread (target >= 1.7, set for N = 2). A ratio below its
   target prints MISS; it does not change the exit status. Also shown, with no
-  target of their own: 1 thread vs the buffered baseline, N threads vs
+  target of their own: 1 thread vs the buffered baseline, the bare flow
+  counter vs the baseline, 1 thread vs the bare flow counter, N threads vs
   both baselines, N copies at once vs 1 thread (what N CPUs give for
   independent work) and the N-thread ratio as a share of that.
 * Verdicts: the flow lines of every p2pguard output (1 and N threads, every
@@ -116,9 +126,10 @@ Written by `make bench` (`benches/macro.py`) and replaced by every run: do not
 edit by hand. It holds the last run only: p2pguard `analyze` with 1 thread and
 with N threads, nDPI's `ndpiReader`, and a read-only libpcap loop (the ceiling
 for any libpcap-based reader), as is and with the stream buffer p2pguard gives
-libpcap, on the same generated capture, on the same machine, one after the
-other, the capture in the page cache; and N copies of p2pguard with 1 thread
-at once, for what N CPUs of this machine give. How it measures:
+libpcap, and the same loop counting packets in a plain hash map of flows
+(what a record per flow costs), on the same generated capture, on the same machine,
+one after the other, the capture in the page cache; and N copies of p2pguard
+with 1 thread at once, for what N CPUs of this machine give. How it measures:
 the docstring of `benches/macro.py`.
 """
 
@@ -253,6 +264,18 @@ class Report:
     stats: dict
     flow_lines: int
     digest: int  # order-independent: sum of the lines' hashes, mod 2**128
+
+
+COUNT_LINE = re.compile(r"^(\d+) packets, \d+ flows, \d+ packets in flows, longest [\d.]+ s$")
+
+
+def parse_count(path: Path) -> int:
+    """The packets from flow-count's one output line."""
+    text = path.read_text().strip()
+    m = COUNT_LINE.match(text)
+    if not m:
+        raise BenchError(f"flow-count printed {text!r}, not 'N packets, F flows, ...'")
+    return int(m.group(1))
 
 
 def line_hash(line: bytes) -> int:
@@ -501,6 +524,8 @@ def main() -> int:
                     help="p2pguard binary (default: target/release/p2pguard)")
     ap.add_argument("--baseline", default=str(ROOT / "target/release/examples/pcap-baseline"),
                     help="read-only libpcap loop (default: target/release/examples/pcap-baseline)")
+    ap.add_argument("--flow-count", default=str(ROOT / "target/release/examples/flow-count"),
+                    help="bare flow counter (default: target/release/examples/flow-count)")
     ap.add_argument("--ndpi", default="ndpiReader", help="ndpiReader binary (default: ndpiReader)")
     ap.add_argument("--time", default="/usr/bin/time",
                     help="GNU time, for the peak RSS (default: /usr/bin/time; Debian's `time`)")
@@ -522,6 +547,7 @@ def main() -> int:
         raise SetupError(f"capture not found: {capture} (make bench generates target/bench/mix.pcap)")
     p2pguard = executable(args.p2pguard, "p2pguard")
     baseline = executable(args.baseline, "pcap-baseline (cargo build --release --locked --examples)")
+    counter = executable(args.flow_count, "flow-count (cargo build --release --locked --examples)")
     ndpi = executable(args.ndpi, "ndpiReader (apt-get install libndpi-bin)")
     gnu_time = executable(args.time, "GNU time (apt-get install time)")
     n = args.threads
@@ -551,6 +577,7 @@ def main() -> int:
     tools = {
         "baseline": Tool("baseline", "baseline (libpcap read-only loop)"),
         "baseline_buf": Tool("baseline_buf", "baseline, 128 KiB stream buffer"),
+        "count": Tool("count", "bare flow counter (libpcap, decode, map)"),
         "t1": Tool("t1", "p2pguard analyze -t 1"),
         "tn": Tool("tn", f"p2pguard analyze -t {n}"),
         "copies": Tool("copies", f"{n} copies of p2pguard -t 1 at once"),
@@ -577,6 +604,9 @@ def main() -> int:
                     argv = [baseline, cap]
                     if key == "baseline_buf":
                         argv = [baseline, "--stdio-buffer", str(STDIO_BUFFER), cap]
+                elif key == "count":
+                    out = work / "count.txt"
+                    argv = [counter, "--stdio-buffer", str(STDIO_BUFFER), cap]
                 elif key in ("t1", "tn", "t1j", "tnj"):
                     jsonl = key.endswith("j")
                     out = work / f"p2pguard-{key}-run{r}.{'jsonl' if jsonl else 'txt'}"
@@ -609,6 +639,11 @@ def main() -> int:
                 elif key in ("t1", "tn"):
                     if "P2P" not in out.read_text(errors="replace"):
                         raise BenchError(f"{tool.label} (round {r}): no summary in {out}")
+                elif key == "count":
+                    counted = parse_count(out)
+                    if counted != packets:
+                        raise BenchError(f"flow-count counted {counted} packets in round {r}, "
+                                         f"the baseline {packets}")
                 elif key == "copies":
                     for i in range(n):
                         if "P2P" not in (work / f"copy-{i}.txt").read_text(errors="replace"):
@@ -666,8 +701,9 @@ def main() -> int:
                                  "peak RSS MiB"], full_rows, right={1, 2, 3, 4})
 
     # ---- ratios: throughput of the first over the second, on median times
-    t_base, t_buf, t1, tn, t_ndpi, t_copies = (
-        tools[k].median() for k in ("baseline", "baseline_buf", "t1", "tn", "ndpi", "copies"))
+    t_base, t_buf, t_count, t1, tn, t_ndpi, t_copies = (
+        tools[k].median()
+        for k in ("baseline", "baseline_buf", "count", "t1", "tn", "ndpi", "copies"))
     # What N CPUs give for N independent copies, over one copy alone.
     independent = n * t1 / t_copies
 
@@ -680,6 +716,8 @@ def main() -> int:
         ["p2pguard 1 thread vs baseline", f"{t_base / t1:.2f}", f">= {TARGET_VS_BASELINE:g}",
          verdict(t_base / t1, TARGET_VS_BASELINE)],
         ["p2pguard 1 thread vs baseline, 128 KiB buffer", f"{t_buf / t1:.2f}", "(shown)", ""],
+        ["bare flow counter vs baseline", f"{t_base / t_count:.2f}", "(shown)", ""],
+        ["p2pguard 1 thread vs bare flow counter", f"{t_count / t1:.2f}", "(shown)", ""],
         [f"p2pguard {n} threads vs baseline", f"{t_base / tn:.2f}", "(shown)", ""],
         [f"p2pguard {n} threads vs baseline, 128 KiB buffer", f"{t_buf / tn:.2f}", "(shown)", ""],
     ]
@@ -741,7 +779,8 @@ def main() -> int:
     load_after = os.getloadavg()
     md += [f"- Load average (1 min) of the machine: {load_before[0]:.2f} at the start, "
            f"{load_after[0]:.2f} at the end (which includes the benchmark's own load)"]
-    md += [f"- Runs: {args.runs} per tool, in rounds (the two baselines, 1 thread, {n} threads, "
+    md += [f"- Runs: {args.runs} per tool, in rounds (the two baselines, the bare flow counter, "
+           f"1 thread, {n} threads, "
            f"{n} copies of 1 thread at once, ndpiReader); times are medians, min-max is the "
            "spread", ""]
     md += ["## Machine", ""] + [f"- {k}: {v}" for k, v in machine.items()] + [""]
@@ -774,6 +813,10 @@ def main() -> int:
            f"Each under `{gnu_time} -f '%M %x' -o TMP/usage.txt COMMAND...` (GNU time), "
            "which measures the peak RSS.", "", "```text",
            shlex.join([shown(baseline), capture_shown]) + "  > TMP/baseline.txt",
+           shlex.join([shown(baseline), "--stdio-buffer", str(STDIO_BUFFER), capture_shown])
+           + "  > TMP/baseline_buf.txt",
+           shlex.join([shown(counter), "--stdio-buffer", str(STDIO_BUFFER), capture_shown])
+           + "  > TMP/count.txt",
            shlex.join([pg, "analyze", "-q", "-t", "1", "-o", "TMP/t1.txt", capture_shown]),
            shlex.join([pg, "analyze", "-q", "-t", str(n), "-o", "TMP/tn.txt", capture_shown]),
            shlex.join([pg, "analyze", "-q", "-t", "1", "-f", "jsonl", "-o", "TMP/t1.jsonl", capture_shown]),

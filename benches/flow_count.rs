@@ -1,0 +1,99 @@
+//! The bare flow counter of `make bench`: libpcap reads every packet (as in
+//! `pcap_baseline.rs`), p2pguard's decoder decodes it, and a plain hash map
+//! (hashbrown) keyed by the flow (the endpoint pair both directions share,
+//! and the transport) keeps the least a flow record holds: first and last
+//! time, packets and bytes each way. Nothing else: no timeouts, no
+//! detection, no report. On a capture with many flows it shows how much of
+//! the read-only loop's speed a record per flow costs by itself, before any
+//! inspection. It is not a strict floor: the map is the plain one, whose
+//! look-up waits for one cache miss after another, where p2pguard's table
+//! fetches what a look-up reads at once.
+//!
+//! `cargo run --release --example flow-count -- [--stdio-buffer BYTES] FILE`
+//!
+//! Prints "N packets, F flows, P packets in flows, longest S s" (F:
+//! distinct flows, so a flow that ends and comes back is one here, two in
+//! p2pguard's report; P: the packets decoded).
+
+#[path = "stdio_buffer.rs"]
+mod stdio_buffer;
+use stdio_buffer::stdio_buffer;
+
+use std::net::IpAddr;
+
+use p2pguard::decode::{self, LinkType};
+
+/// What each flow keeps: 48 bytes.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    first_us: u64,
+    last_us: u64,
+    packets: [u64; 2],
+    bytes: [u64; 2],
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let usage = "usage: flow-count [--stdio-buffer BYTES] FILE";
+    let mut args = std::env::args().skip(1);
+    let mut buffer_size = None;
+    let mut path = None;
+    while let Some(a) = args.next() {
+        if a == "--stdio-buffer" {
+            let n: usize = args.next().ok_or(usage)?.parse()?;
+            buffer_size = Some(n);
+        } else if path.is_none() {
+            path = Some(a);
+        } else {
+            return Err(usage.into());
+        }
+    }
+    let path = path.ok_or(usage)?;
+    let mut cap = pcap::Capture::from_file(&path)?;
+    let _buffer = buffer_size.map(|n| stdio_buffer(&cap, n)).transpose()?;
+    let link = LinkType(cap.get_datalink().0);
+    let mut flows: hashbrown::HashMap<(u128, u128, u64), Counts> = hashbrown::HashMap::new();
+    let mut packets = 0u64;
+    loop {
+        let p = match cap.next_packet() {
+            Ok(p) => p,
+            Err(pcap::Error::NoMorePackets) => break,
+            Err(e) => return Err(format!("{path}: {e}").into()),
+        };
+        packets += 1;
+        let Ok(d) = decode::decode(link, p.data) else {
+            continue;
+        };
+        let us = (p.header.ts.tv_sec as u64).wrapping_mul(1_000_000) + p.header.ts.tv_usec as u64;
+        let a = (number(d.src), d.src_port);
+        let b = (number(d.dst), d.dst_port);
+        let (lo, hi, side) = if a <= b { (a, b, 0) } else { (b, a, 1) };
+        let rest = (d.transport as u64) << 32 | u64::from(lo.1) << 16 | u64::from(hi.1);
+        let c = flows.entry((lo.0, hi.0, rest)).or_insert(Counts {
+            first_us: us,
+            ..Counts::default()
+        });
+        c.last_us = us;
+        c.packets[side] += 1;
+        c.bytes[side] += u64::from(p.header.len);
+    }
+    // Read back, so that the counts are the work's result.
+    let in_flows: u64 = flows.values().map(|c| c.packets[0] + c.packets[1]).sum();
+    let longest = flows
+        .values()
+        .map(|c| c.last_us.saturating_sub(c.first_us))
+        .max();
+    println!(
+        "{packets} packets, {} flows, {in_flows} packets in flows, longest {:.3} s",
+        flows.len(),
+        longest.unwrap_or(0) as f64 / 1e6
+    );
+    Ok(())
+}
+
+/// The address as one number (IPv4 mapped into IPv6).
+fn number(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}

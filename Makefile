@@ -54,8 +54,9 @@ eval: deps
 	P2PGUARD_SHARED_CAPTURES=$(abspath $(SHARED)) $(CARGO) test --locked --release --test accuracy -- --nocapture --test-threads 1
 
 # Macro benchmark (benches/macro.py): p2pguard analyze with 1 and N threads,
-# ndpiReader and a read-only libpcap loop, one after the other on one large
-# generated capture (about 1.6 GB, made once and kept); verdicts must match
+# ndpiReader, a read-only libpcap loop and a bare flow counter, one after the
+# other on one large generated capture (about 1.6 GB, made once and kept),
+# and N copies of the 1-thread run at once; verdicts must match
 # between 1 and N threads. Writes benches/RESULTS.md. Options for the script:
 # BENCH_ARGS, e.g. make bench BENCH_ARGS='--runs 5 --threads 2'; for the
 # generator (when the capture is missing): BENCH_GEN_ARGS.

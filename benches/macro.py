@@ -15,9 +15,11 @@ On one large capture (by default ``target/bench/mix.pcap``, written by the
   that also decodes every packet with p2pguard's decoder and counts it in a
   plain hash map of flows (hashbrown: first and last time, packets and bytes
   each way), and does nothing else: no timeouts, no detection, no report.
-  It shows what keeping a record per flow costs on this capture before any
-  inspection (not a strict floor: p2pguard's own table overlaps its cache
-  misses, which the plain map does not);
+  It shows what a plain map of the flows costs on this capture before any
+  inspection. It is not a floor under p2pguard: it never ends a flow (it
+  holds every flow of the capture at once, where p2pguard's timeouts keep
+  fewer), its map grows from empty (rehashing as it goes), and it does not
+  fetch what a look-up reads ahead, as p2pguard's table does;
 * ``p2pguard -t 1`` and ``p2pguard -t N``: ``p2pguard analyze -q -t T -o FILE
   CAPTURE``, its default report (the summary: totals, P2P flows by protocol,
   top hosts) written to a file, as ndpiReader is timed with its own report
@@ -32,7 +34,8 @@ On one large capture (by default ``target/bench/mix.pcap``, written by the
   share caches and memory bandwidth). Its throughput (N times the capture
   over that time) over one copy's is what the N-thread ratio can be weighed
   against (not a strict bound: N threads read the capture once, N copies
-  N times); the N-thread ratio is also shown as a share of it.
+  N times); the N-thread ratio is also shown as a share of it. Its peak RSS
+  is one copy's. Not run for N = 1.
 
 How it measures:
 
@@ -41,10 +44,10 @@ How it measures:
   the file may not fit in the page cache.
 * The tools run one after the other, never two at once (but for the N
   copies, which are one measurement). With ``--runs K`` the script makes K
-  rounds (the two baselines, the bare flow counter, p2pguard -t 1, p2pguard -t N, the N
-  copies, ndpiReader),
-  so a slow drift of the machine touches every tool alike; each tool's time is
-  the median of its K runs, with the fastest and slowest kept.
+  rounds (the two baselines, the bare flow counter, p2pguard -t 1, p2pguard
+  -t N, the N copies, ndpiReader), so a slow drift of the machine touches
+  every tool alike; each tool's time is the median of its K runs, with the
+  fastest and slowest kept.
 * Wall time is ``time.perf_counter`` around the run (start to reaped). Peak
   RSS is the tool's maximum resident set size as GNU time (``/usr/bin/time
   -f %M``, Debian's ``time``) reports it: its own small process forks the
@@ -53,8 +56,10 @@ How it measures:
   across ``exec``). It adds about a millisecond to the wall time.
 * Packets and bytes come from the baseline's own line ("N packets, B bytes";
   bytes are frame bytes, the pcap record's original length) and must be the
-  same in every run; each p2pguard run's stats object must count the same
-  packets. packets/s = packets / median time; Gbit/s = bytes * 8 / median time.
+  same in every run; each p2pguard run's stats object, and the bare flow
+  counter's line, must count the same packets, and each p2pguard summary
+  (the N copies' too) must be there. packets/s = packets / median time;
+  Gbit/s = bytes * 8 / median time (for the N copies, N times that).
 * Ratios (on median times; a higher ratio is better for p2pguard):
   1 thread vs ndpiReader (target >= 4), 1 thread vs baseline (target >= 0.6),
   N threads vs 1 thread (target >= 1.7, set for N = 2). A ratio below its
@@ -177,6 +182,17 @@ def run_measured(label: str, argv: list[str], stdout: Path | None, workdir: Path
         _, status, _ = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
+    maxrss_kib = check_usage(label, argv, usage_path, err_path, proc.returncode)
+    return Run(seconds, maxrss_kib)
+
+
+def check_usage(label: str, argv: list[str], usage_path: Path, err_path: Path,
+                returncode: int) -> int:
+    """The peak RSS (KiB) GNU time wrote to `usage_path` ("MAXRSS_KIB
+    EXIT_STATUS", after a "Command terminated by signal N" line if a signal
+    ended the tool); a BenchError, with the tail of `err_path`, if the tool
+    failed. `returncode` (GNU time's own) stands in when GNU time wrote
+    nothing (it could not run the tool)."""
     try:
         lines = usage_path.read_text().strip().splitlines()
         maxrss_kib, code = map(int, lines[-1].split())
@@ -185,7 +201,7 @@ def run_measured(label: str, argv: list[str], stdout: Path | None, workdir: Path
             code = -int(killed.group(1))
     except (OSError, ValueError, IndexError):
         # GNU time could not run the tool (its message is in stderr).
-        maxrss_kib, code = 0, proc.returncode
+        maxrss_kib, code = 0, returncode
     if code != 0:
         if code < 0:
             how = f"was killed by {signal.Signals(-code).name}"
@@ -196,43 +212,41 @@ def run_measured(label: str, argv: list[str], stdout: Path | None, workdir: Path
             f"{label} {how}\n  command: {shlex.join(argv)}\n  stderr (last lines):\n"
             + "\n".join("    " + line for line in tail or ["(empty)"])
         )
-    return Run(seconds, maxrss_kib)
+    return maxrss_kib
 
 
 def run_concurrent(label: str, argvs: list[list[str]], workdir: Path, gnu_time: str) -> Run:
     """Run every argv at once, each under GNU time with stdout to /dev/null;
     return the wall time from the start until the last one is reaped, and the
-    highest peak RSS of them. A failure of any is a BenchError (the others
-    are waited for first)."""
-    procs = []
+    highest peak RSS of them (one copy's, not their sum). A failure of any is
+    a BenchError, once all are reaped (if one cannot be started, those
+    started are killed first)."""
+    started = []
     t0 = time.perf_counter()
-    for i, argv in enumerate(argvs):
-        usage = workdir / f"usage-{i}.txt"
-        usage.unlink(missing_ok=True)
-        with open(workdir / f"stderr-{i}.txt", "wb") as err:
-            proc = subprocess.Popen([gnu_time, "-f", "%M %x", "-o", str(usage)] + argv,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=err)
-        procs.append((proc, usage, workdir / f"stderr-{i}.txt", argv))
-    pending = {proc.pid: proc for proc, _, _, _ in procs}
-    while pending:
-        pid, status, _ = os.wait4(-1, 0)
-        proc = pending.pop(pid, None)
-        if proc is not None:
-            proc.returncode = os.waitstatus_to_exitcode(status)
+    try:
+        for i, argv in enumerate(argvs):
+            usage, err_path = workdir / f"usage-{i}.txt", workdir / f"stderr-{i}.txt"
+            usage.unlink(missing_ok=True)
+            with open(err_path, "wb") as err:
+                proc = subprocess.Popen([gnu_time, "-f", "%M %x", "-o", str(usage)] + argv,
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=err)
+            started.append((proc, usage, err_path, argv))
+    except OSError as e:
+        for proc, _, _, _ in started:
+            proc.kill()
+            proc.wait()
+        raise BenchError(f"{label}: cannot start a copy: {e}") from e
+    # Each reaped with os.wait4 (see run_measured); the clock stops when the
+    # last one is.
+    for proc, _, _, _ in started:
+        _, status, _ = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.perf_counter() - t0
     peak = 0
-    for proc, usage, err, argv in procs:
-        try:
-            maxrss_kib, code = map(int, usage.read_text().strip().splitlines()[-1].split())
-        except (OSError, ValueError, IndexError):
-            maxrss_kib, code = 0, proc.returncode
-        if code != 0:
-            tail = err.read_text(errors="replace").strip().splitlines()[-15:]
-            raise BenchError(
-                f"{label}: a copy exited with status {code}\n  command: {shlex.join(argv)}\n"
-                "  stderr (last lines):\n" + "\n".join("    " + line for line in tail or ["(empty)"]))
-        peak = max(peak, maxrss_kib)
+    for i, (proc, usage, err_path, argv) in enumerate(started):
+        rss = check_usage(f"{label} (copy {i})", argv, usage, err_path, proc.returncode)
+        peak = max(peak, rss)
     return Run(seconds, peak)
 
 
@@ -586,6 +600,8 @@ def main() -> int:
         "t1j": Tool("t1j", "p2pguard analyze -t 1 -f jsonl"),
         "tnj": Tool("tnj", f"p2pguard analyze -t {n} -f jsonl"),
     }
+    if n == 1:
+        del tools["copies"]  # one copy is the 1-thread run
     cap = str(capture)
     reports: dict[tuple[str, int], Report] = {}  # (tool key, round) -> report
     packets = frame_bytes = None
@@ -620,7 +636,7 @@ def main() -> int:
                     argv = [ndpi, "-i", cap, "-q"]
                 if key == "copies":
                     argvs = [[p2pguard, "analyze", "-q", "-t", "1", "-o",
-                              str(work / f"copy-{i}.txt"), cap] for i in range(n)]
+                              str(work / f"copy-{i}-run{r}.txt"), cap] for i in range(n)]
                     run = run_concurrent(tool.label, argvs, work, gnu_time)
                 else:
                     p2p = key in ("t1", "tn", "t1j", "tnj")
@@ -646,7 +662,7 @@ def main() -> int:
                                          f"the baseline {packets}")
                 elif key == "copies":
                     for i in range(n):
-                        if "P2P" not in (work / f"copy-{i}.txt").read_text(errors="replace"):
+                        if "P2P" not in (work / f"copy-{i}-run{r}.txt").read_text(errors="replace"):
                             raise BenchError(f"{tool.label} (round {r}): no summary from copy {i}")
                 elif key in ("t1j", "tnj"):
                     report = read_report(out)
@@ -701,11 +717,8 @@ def main() -> int:
                                  "peak RSS MiB"], full_rows, right={1, 2, 3, 4})
 
     # ---- ratios: throughput of the first over the second, on median times
-    t_base, t_buf, t_count, t1, tn, t_ndpi, t_copies = (
-        tools[k].median()
-        for k in ("baseline", "baseline_buf", "count", "t1", "tn", "ndpi", "copies"))
-    # What N CPUs give for N independent copies, over one copy alone.
-    independent = n * t1 / t_copies
+    t_base, t_buf, t_count, t1, tn, t_ndpi = (
+        tools[k].median() for k in ("baseline", "baseline_buf", "count", "t1", "tn", "ndpi"))
 
     def verdict(value: float, target: float) -> str:
         return "PASS" if value >= target else "MISS"
@@ -725,6 +738,8 @@ def main() -> int:
         ratio_rows.append(["p2pguard 1 thread vs 1 thread", f"{t1 / tn:.2f}x", "n/a (N = 1)", "n/a"])
     else:
         target = f">= {TARGET_SCALING:g}x" + ("" if n == 2 else " (set for N = 2)")
+        # What N CPUs give for N independent copies, over one copy alone.
+        independent = n * t1 / tools["copies"].median()
         ratio_rows.append([f"p2pguard {n} threads vs 1 thread", f"{t1 / tn:.2f}x", target,
                            verdict(t1 / tn, TARGET_SCALING)])
         ratio_rows.append([f"{n} copies of p2pguard -t 1 at once vs 1 thread (what {n} CPUs "

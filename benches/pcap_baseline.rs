@@ -30,8 +30,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let path = path.ok_or(usage)?;
+    // Declared first, so that it is dropped after the capture (whose
+    // stream may read into it until it is closed): not a needless late
+    // initialisation, whatever clippy says.
+    #[allow(clippy::needless_late_init)]
+    let _buffer;
     let mut cap = pcap::Capture::from_file(&path)?;
-    let _buffer = buffer_size.map(|n| stdio_buffer(&cap, n)).transpose()?;
+    _buffer = buffer_size.map(|n| stdio_buffer(&cap, n)).transpose()?;
     let (mut packets, mut bytes) = (0u64, 0u64);
     loop {
         match cap.next_packet() {

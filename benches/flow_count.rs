@@ -17,9 +17,8 @@
 //! distinct flows, so a flow that ends and comes back is one here, two in
 //! p2pguard's report; P: the packets decoded).
 
-#[path = "stdio_buffer.rs"]
-mod stdio_buffer;
-use stdio_buffer::stdio_buffer;
+#[path = "libpcap_loop.rs"]
+mod libpcap_loop;
 
 use std::net::IpAddr;
 
@@ -35,28 +34,8 @@ struct Counts {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let usage = "usage: flow-count [--stdio-buffer BYTES] FILE";
-    let mut args = std::env::args().skip(1);
-    let mut buffer_size = None;
-    let mut path = None;
-    while let Some(a) = args.next() {
-        if a == "--stdio-buffer" {
-            let n: usize = args.next().ok_or(usage)?.parse()?;
-            buffer_size = Some(n);
-        } else if path.is_none() {
-            path = Some(a);
-        } else {
-            return Err(usage.into());
-        }
-    }
-    let path = path.ok_or(usage)?;
-    // Declared first, so that it is dropped after the capture (whose
-    // stream may read into it until it is closed): not a needless late
-    // initialisation, whatever clippy says.
-    #[allow(clippy::needless_late_init)]
-    let _buffer;
-    let mut cap = pcap::Capture::from_file(&path)?;
-    _buffer = buffer_size.map(|n| stdio_buffer(&cap, n)).transpose()?;
+    let mut input = libpcap_loop::open("usage: flow-count [--stdio-buffer BYTES] FILE")?;
+    let (cap, path) = (&mut input.cap, &input.path);
     let link = LinkType(cap.get_datalink().0);
     let mut flows: hashbrown::HashMap<(u128, u128, u64), Counts> = hashbrown::HashMap::new();
     let mut packets = 0u64;

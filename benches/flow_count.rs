@@ -1,15 +1,14 @@
 //! The bare flow counter of `make bench`: libpcap reads every packet (as in
 //! `pcap_baseline.rs`), p2pguard's decoder decodes it, and a plain hash map
-//! (hashbrown) keyed by the flow (the endpoint pair both directions share,
-//! and the transport) keeps the least a flow record holds: first and last
-//! time, packets and bytes each way. Nothing else: no timeouts, no
-//! detection, no report. On a capture with many flows it shows what a plain
-//! map of the flows costs by itself, before any inspection. It is not a
-//! floor under p2pguard: it never ends a flow (it holds every flow of the
-//! capture at once; an entry is 96 bytes, the key padded to 48 and the
-//! counts), its map grows from empty, rehashing as it goes, and it fetches
-//! nothing ahead, where p2pguard's table fetches what a look-up reads at
-//! once.
+//! (hashbrown) keyed by p2pguard's flow key (the endpoint pair both
+//! directions share, and the transport) keeps the least a flow record
+//! holds: first and last time, packets and bytes each way. Nothing else: no
+//! timeouts, no detection, no report. On a capture with many flows it shows
+//! what a plain map of the flows costs by itself, before any inspection. It
+//! is not a floor under p2pguard: it never ends a flow (it holds every flow
+//! of the capture at once), its map grows from empty, rehashing as it goes,
+//! and it fetches nothing ahead, where p2pguard's table fetches what a
+//! look-up reads at once.
 //!
 //! `cargo run --release --example flow-count -- [--stdio-buffer BYTES] FILE`
 //!
@@ -20,11 +19,10 @@
 #[path = "libpcap_loop.rs"]
 mod libpcap_loop;
 
-use std::net::IpAddr;
-
 use p2pguard::decode::{self, LinkType};
+use p2pguard::flow::{Endpoint, FlowKey};
 
-/// What each flow keeps (48 bytes; its key is 48 more, padded).
+/// What each flow keeps (48 bytes, besides its key).
 #[derive(Clone, Copy, Debug, Default)]
 struct Counts {
     first_us: u64,
@@ -37,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut input = libpcap_loop::open("usage: flow-count [--stdio-buffer BYTES] FILE")?;
     let (cap, path) = (&mut input.cap, &input.path);
     let link = LinkType(cap.get_datalink().0);
-    let mut flows: hashbrown::HashMap<(u128, u128, u64), Counts> = hashbrown::HashMap::new();
+    let mut flows: hashbrown::HashMap<FlowKey, Counts> = hashbrown::HashMap::new();
     let mut packets = 0u64;
     loop {
         let p = match cap.next_packet() {
@@ -50,11 +48,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             continue;
         };
         let us = (p.header.ts.tv_sec as u64).wrapping_mul(1_000_000) + p.header.ts.tv_usec as u64;
-        let a = (number(d.src), d.src_port);
-        let b = (number(d.dst), d.dst_port);
-        let (lo, hi, side) = if a <= b { (a, b, 0) } else { (b, a, 1) };
-        let rest = (d.transport as u64) << 32 | u64::from(lo.1) << 16 | u64::from(hi.1);
-        let c = flows.entry((lo.0, hi.0, rest)).or_insert(Counts {
+        // p2pguard's flow key: the endpoint pair both directions share.
+        let src = Endpoint::new(d.src, d.src_port);
+        let dst = Endpoint::new(d.dst, d.dst_port);
+        let (key, src_is_lo) = FlowKey::new(d.transport, src, dst);
+        let side = usize::from(!src_is_lo);
+        let c = flows.entry(key).or_insert(Counts {
             first_us: us,
             ..Counts::default()
         });
@@ -74,12 +73,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         longest.unwrap_or(0) as f64 / 1e6
     );
     Ok(())
-}
-
-/// The address as one number (IPv4 mapped into IPv6).
-fn number(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
-        IpAddr::V6(v6) => u128::from(v6),
-    }
 }

@@ -131,10 +131,10 @@ Written by `make bench` (`benches/macro.py`) and replaced by every run: do not
 edit by hand. It holds the last run only: p2pguard `analyze` with 1 thread and
 with N threads, nDPI's `ndpiReader`, and a read-only libpcap loop (the ceiling
 for any libpcap-based reader), as is and with the stream buffer p2pguard gives
-libpcap, and the same loop counting packets in a plain hash map of flows
-(what a record per flow costs), on the same generated capture, on the same machine,
-one after the other, the capture in the page cache; and N copies of p2pguard
-with 1 thread at once, for what N CPUs of this machine give. How it measures:
+libpcap, and the same loop counting packets in a plain hash map of flows,
+on the same generated capture, on the same machine, one after the other, the
+capture in the page cache; and N copies of p2pguard with 1 thread at once,
+for what N CPUs of this machine give. How it measures:
 the docstring of `benches/macro.py`.
 """
 
@@ -794,9 +794,9 @@ def main() -> int:
     load_after = os.getloadavg()
     md += [f"- Load average (1 min) of the machine: {load_before[0]:.2f} at the start, "
            f"{load_after[0]:.2f} at the end (which includes the benchmark's own load)"]
+    copies = f", {n} copies of 1 thread at once" if n > 1 else ""
     md += [f"- Runs: {args.runs} per tool, in rounds (the two baselines, the bare flow counter, "
-           f"1 thread, {n} threads, "
-           f"{n} copies of 1 thread at once, ndpiReader); times are medians, min-max is the "
+           f"1 thread, {n} threads{copies}, ndpiReader); times are medians, min-max is the "
            "spread", ""]
     md += ["## Machine", ""] + [f"- {k}: {v}" for k, v in machine.items()] + [""]
     md += ["## Capture", "",
@@ -812,9 +812,9 @@ def main() -> int:
            "Peak RSS: the highest maximum resident set size of the tool's runs (GNU time's %M). "
            "p2pguard's time includes writing its default report (the summary) to a file "
            f"(in {args.tmpdir or tempfile.gettempdir()}); "
-           "ndpiReader runs with its report off (-q). "
-           f"The {n} copies of p2pguard -t 1 each read the whole capture: their packets/s "
-           f"counts {n} times the capture.", ""]
+           "ndpiReader runs with its report off (-q)."
+           + (f" The {n} copies of p2pguard -t 1 each read the whole capture: their packets/s "
+              f"counts {n} times the capture." if n > 1 else ""), ""]
     md += ["The same p2pguard runs with the full report, one JSON line per flow "
            "(`-f jsonl`, used for the verdict check), one run each:", ""] + full_table + [""]
     md += ["## Ratios", ""] + ratios + [""]
@@ -836,10 +836,11 @@ def main() -> int:
            shlex.join([pg, "analyze", "-q", "-t", str(n), "-o", "TMP/tn.txt", capture_shown]),
            shlex.join([pg, "analyze", "-q", "-t", "1", "-f", "jsonl", "-o", "TMP/t1.jsonl", capture_shown]),
            shlex.join([pg, "analyze", "-q", "-t", str(n), "-f", "jsonl", "-o", "TMP/tn.jsonl", capture_shown]),
-           shlex.join([ndpi, "-i", capture_shown, "-q"]) + "  > /dev/null",
-           f"# {n} at once, i = 0..{n - 1}:",
-           shlex.join([pg, "analyze", "-q", "-t", "1", "-o", "TMP/copy-i.txt", capture_shown]),
-           "```", ""]
+           shlex.join([ndpi, "-i", capture_shown, "-q"]) + "  > /dev/null"]
+    if n > 1:
+        md += [f"# {n} at once, i = 0..{n - 1}:",
+               shlex.join([pg, "analyze", "-q", "-t", "1", "-o", "TMP/copy-i.txt", capture_shown])]
+    md += ["```", ""]
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text("\n".join(md))
     print(f"\nwritten: {args.results}")

@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release --example bench-capture -- target/bench/mix.pcap
 //! cargo run --release --example bench-capture -- --bytes 200000000 --min-flows 200000 small.pcap
+//! cargo run --release --example bench-capture -- --mix long-flows --min-flows 100000 long.pcap
 //! ```
 //!
 //! What it holds, by design (the run prints the measured mix):
@@ -27,7 +28,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TcpHeader, TransportSlice};
 use pcap::{Capture, Linktype, Packet, PacketHeader};
 
@@ -51,9 +52,39 @@ struct Args {
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Which kinds of flow, in what shares, fill the rest of the capture.
+    #[arg(long, value_enum, default_value_t = Mix::FlowHeavy)]
+    mix: Mix,
     /// Where the project's own captures are.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/captures"))]
     captures: PathBuf,
+}
+
+/// The shares of generated flows by kind (the P2P share is `--p2p-share`,
+/// in packets, and comes first).
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Mix {
+    /// Mostly one- and two-packet flows (DNS, SYN scans, UDP probes: 85% of
+    /// the flows), so that 1,000,000 flows fit in about 1.6 GB: the flow
+    /// table and per-flow work dominate (about 3.6 packets a flow).
+    FlowHeavy,
+    /// More web, QUIC and media flows, fewer scans and probes (about 15
+    /// packets a flow, 700 B a packet), nearer what an access link
+    /// carries; 1,000,000 flows would then take about 10 GB, so use it with
+    /// fewer (`--min-flows 100000` gives 1.1 GB and 107,000 flows).
+    LongFlows,
+}
+
+impl Mix {
+    /// Upper bounds of each kind's share of flows, cumulative, in the order
+    /// dns, scan, web, ntp, probe, quic, rtp; the rest replays the
+    /// background recording.
+    fn bounds(self) -> [f64; 7] {
+        match self {
+            Mix::FlowHeavy => [0.45, 0.70, 0.77, 0.84, 0.9945, 0.9997, 0.99985],
+            Mix::LongFlows => [0.35, 0.45, 0.80, 0.83, 0.90, 0.995, 0.9985],
+        }
+    }
 }
 
 const NS: u64 = 1_000_000_000;
@@ -692,6 +723,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     out.data
         .reserve(args.bytes as usize + (args.bytes as usize >> 2));
     let mut replays = 0u64;
+    let bounds = args.mix.bounds();
     while out.bytes < args.bytes || out.flows < args.min_flows {
         let start =
             |rng: &mut fastrand::Rng, length: u64| rng.u64(..span.saturating_sub(length).max(1));
@@ -706,14 +738,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let t0 = start(&mut rng, 30 * NS);
         let roll = rng.f64();
+        let [dns_, scan_, web_, ntp_, probe_, quic_, rtp_] = bounds;
         match roll {
-            r if r < 0.45 => dns(&mut out, &mut rng, &hosts, t0),
-            r if r < 0.70 => scan(&mut out, &mut rng, &hosts, &scanners, t0),
-            r if r < 0.77 => web(&mut out, &mut rng, &hosts, t0),
-            r if r < 0.84 => ntp(&mut out, &mut rng, &hosts, t0),
-            r if r < 0.9945 => probe(&mut out, &mut rng, &hosts, t0),
-            r if r < 0.9997 => quic(&mut out, &mut rng, &hosts, t0),
-            r if r < 0.99985 || background.is_empty() => rtp(&mut out, &mut rng, &hosts, t0),
+            r if r < dns_ => dns(&mut out, &mut rng, &hosts, t0),
+            r if r < scan_ => scan(&mut out, &mut rng, &hosts, &scanners, t0),
+            r if r < web_ => web(&mut out, &mut rng, &hosts, t0),
+            r if r < ntp_ => ntp(&mut out, &mut rng, &hosts, t0),
+            r if r < probe_ => probe(&mut out, &mut rng, &hosts, t0),
+            r if r < quic_ => quic(&mut out, &mut rng, &hosts, t0),
+            r if r < rtp_ || background.is_empty() => rtp(&mut out, &mut rng, &hosts, t0),
             _ => {
                 let t = &background[0];
                 let t0 = start(&mut rng, t.duration);
@@ -744,13 +777,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     file.flush()?;
     let packets = out.packets();
     println!(
-        "{}: {} packets, {} bytes of frames ({:.0} B mean), {} flows, over {} s",
+        "{}: {} packets, {} bytes of frames ({:.0} B mean), {} flows, over {} s, mix {}",
         args.out.display(),
         packets,
         out.bytes,
         out.bytes as f64 / packets as f64,
         out.flows,
-        args.seconds
+        args.seconds,
+        args.mix
+            .to_possible_value()
+            .map_or_else(String::new, |v| v.get_name().to_owned())
     );
     println!(
         "P2P: {} packets ({:.1}%), {} bytes ({:.1}%), {} flows from {} replays of {} recordings",

@@ -55,16 +55,19 @@ eval: deps
 
 # Macro benchmark (benches/macro.py): p2pguard analyze with 1 and N threads,
 # ndpiReader, a read-only libpcap loop and a bare flow counter, one after the
-# other on one large generated capture (about 1.6 GB, made once and kept),
+# other on one large generated capture (about 1.7 GB, made once and kept),
 # and N copies of the 1-thread run at once; verdicts must match
 # between 1 and N threads. Writes benches/RESULTS.md. Options for the script:
 # BENCH_ARGS, e.g. make bench BENCH_ARGS='--runs 5 --threads 2'; for the
 # generator (when the capture is missing): BENCH_GEN_ARGS. The same on a
 # capture of longer flows (about 15 packets a flow, 1.1 GB, 107,000 flows):
 #   make bench BENCH_CAPTURE=target/bench/long-flows.pcap \
-#     BENCH_GEN_ARGS='--mix long-flows --min-flows 100000' \
-#     BENCH_ARGS='--runs 5 --results benches/RESULTS-long-flows.md'
-BENCH_CAPTURE ?= target/bench/mix.pcap
+#     BENCH_GEN_ARGS='--mix long-flows' \
+#     BENCH_ARGS='--runs 7 --results benches/RESULTS-long-flows.md'
+# (the generator's arguments are kept beside the capture, in CAPTURE.txt,
+# and RESULTS.md shows them).
+BENCH_DEFAULT_CAPTURE := target/bench/mix.pcap
+BENCH_CAPTURE ?= $(BENCH_DEFAULT_CAPTURE)
 BENCH_ARGS ?=
 BENCH_GEN_ARGS ?=
 bench: build
@@ -76,7 +79,7 @@ bench: build
 	@# truncated capture behind; what the generator prints is kept beside it.
 	@if [ ! -f $(BENCH_CAPTURE) ]; then \
 		set -o pipefail; mkdir -p $(dir $(BENCH_CAPTURE)); \
-		echo "Generating $(BENCH_CAPTURE)$(if $(BENCH_GEN_ARGS),, (about 15 s, 1.6 GB))"; \
+		echo "Generating $(BENCH_CAPTURE)$(if $(BENCH_GEN_ARGS),, (about 15 s, 1.7 GB))"; \
 		target/release/examples/bench-capture $(BENCH_GEN_ARGS) $(BENCH_CAPTURE).part \
 			| sed 's|^$(BENCH_CAPTURE).part:|$(BENCH_CAPTURE):|' > $(BENCH_CAPTURE).txt.part && \
 		mv $(BENCH_CAPTURE).txt.part $(BENCH_CAPTURE).txt && mv $(BENCH_CAPTURE).part $(BENCH_CAPTURE) || \
@@ -84,7 +87,7 @@ bench: build
 		cat $(BENCH_CAPTURE).txt; \
 	fi
 	python3 benches/macro.py --capture $(BENCH_CAPTURE) $(BENCH_ARGS) --command "make bench$(if \
-		$(filter-out target/bench/mix.pcap,$(BENCH_CAPTURE)), BENCH_CAPTURE=$(BENCH_CAPTURE))$(if \
+		$(filter-out $(BENCH_DEFAULT_CAPTURE),$(BENCH_CAPTURE)), BENCH_CAPTURE=$(BENCH_CAPTURE))$(if \
 		$(BENCH_GEN_ARGS), BENCH_GEN_ARGS='$(BENCH_GEN_ARGS)')$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')"
 
 # Throughput, latency and CPU through the inline bridge and nfqueue, next to

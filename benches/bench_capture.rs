@@ -4,7 +4,7 @@
 //! ```text
 //! cargo run --release --example bench-capture -- target/bench/mix.pcap
 //! cargo run --release --example bench-capture -- --bytes 200000000 --min-flows 200000 small.pcap
-//! cargo run --release --example bench-capture -- --mix long-flows --min-flows 100000 long.pcap
+//! cargo run --release --example bench-capture -- --mix long-flows long.pcap
 //! ```
 //!
 //! What it holds, by design (the run prints the measured mix):
@@ -40,9 +40,10 @@ struct Args {
     /// Stop once the capture holds at least this many bytes of frames...
     #[arg(long, default_value_t = 1_100_000_000)]
     bytes: u64,
-    /// ...and at least this many flows.
-    #[arg(long, default_value_t = 1_000_000)]
-    min_flows: u64,
+    /// ...and at least this many flows [default: 1000000 with the
+    /// flow-heavy mix, 100000 with long-flows].
+    #[arg(long)]
+    min_flows: Option<u64>,
     /// Share of packets that are P2P.
     #[arg(long, default_value_t = 0.2)]
     p2p_share: f64,
@@ -62,20 +63,36 @@ struct Args {
 
 /// The shares of generated flows by kind (the P2P share is `--p2p-share`,
 /// in packets, and comes first).
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum Mix {
     /// Mostly one- and two-packet flows (DNS, SYN scans, UDP probes: 85% of
-    /// the flows), so that 1,000,000 flows fit in about 1.6 GB: the flow
+    /// the flows), so that 1,000,000 flows fit in about 1.7 GB: the flow
     /// table and per-flow work dominate (about 3.6 packets a flow).
     FlowHeavy,
     /// More web, QUIC and media flows, fewer scans and probes (about 15
-    /// packets a flow, 700 B a packet), nearer what an access link
-    /// carries; 1,000,000 flows would then take about 10 GB, so use it with
-    /// fewer (`--min-flows 100000` gives 1.1 GB and 107,000 flows).
+    /// packets a flow, 700 B a packet). A million such flows would take
+    /// about 10 GB, held in memory while written, so its default is
+    /// 100,000 flows: with the default `--bytes`, 1.1 GB and 107,000 flows.
     LongFlows,
 }
 
 impl Mix {
+    /// The mix's name on the command line.
+    fn name(self) -> &'static str {
+        match self {
+            Mix::FlowHeavy => "flow-heavy",
+            Mix::LongFlows => "long-flows",
+        }
+    }
+
+    /// Flows at least, unless `--min-flows` says otherwise.
+    fn default_min_flows(self) -> u64 {
+        match self {
+            Mix::FlowHeavy => 1_000_000,
+            Mix::LongFlows => 100_000,
+        }
+    }
+
     /// Upper bounds of each kind's share of flows, cumulative, in the order
     /// dns, scan, web, ntp, probe, quic, rtp; the rest replays the
     /// background recording.
@@ -724,7 +741,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .reserve(args.bytes as usize + (args.bytes as usize >> 2));
     let mut replays = 0u64;
     let bounds = args.mix.bounds();
-    while out.bytes < args.bytes || out.flows < args.min_flows {
+    let min_flows = args.min_flows.unwrap_or(args.mix.default_min_flows());
+    while out.bytes < args.bytes || out.flows < min_flows {
         let start =
             |rng: &mut fastrand::Rng, length: u64| rng.u64(..span.saturating_sub(length).max(1));
         if (out.p2p_packets as f64) < args.p2p_share * out.packets() as f64 {
@@ -784,9 +802,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.bytes as f64 / packets as f64,
         out.flows,
         args.seconds,
-        args.mix
-            .to_possible_value()
-            .map_or_else(String::new, |v| v.get_name().to_owned())
+        args.mix.name()
     );
     println!(
         "P2P: {} packets ({:.1}%), {} bytes ({:.1}%), {} flows from {} replays of {} recordings",
@@ -808,5 +824,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (kind, (n, b)) in kinds {
         println!("  {kind:<18} {n:>10} packets {b:>14} bytes");
     }
+    println!(
+        "arguments: --bytes {} --min-flows {} --p2p-share {} --seconds {} --seed {} --mix {}",
+        args.bytes,
+        min_flows,
+        args.p2p_share,
+        args.seconds,
+        args.seed,
+        args.mix.name()
+    );
     Ok(())
 }

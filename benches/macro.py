@@ -608,6 +608,8 @@ def main() -> int:
             "can slow any tool down and skew the ratios")
 
     size = capture.stat().st_size
+    if size == 0:
+        raise SetupError(f"the capture is empty: {capture}")
     check_cache_fit(size)
     log(f"holding the capture in the page cache: mapping {capture} ({size / 1e6:.0f} MB) ...")
     held, cold = hold_in_page_cache(capture)
@@ -633,7 +635,8 @@ def main() -> int:
 
     if args.tmpdir is None and os.access("/dev/shm", os.W_OK):
         args.tmpdir = Path("/dev/shm")
-    with tempfile.TemporaryDirectory(prefix="p2pguard-bench-", dir=args.tmpdir) as tmp:
+    # The mapping is closed when the runs end, however they end.
+    with held, tempfile.TemporaryDirectory(prefix="p2pguard-bench-", dir=args.tmpdir) as tmp:
         work = Path(tmp)
         for r in range(1, args.runs + 1):
             for key, tool in tools.items():
@@ -698,9 +701,8 @@ def main() -> int:
                     reports[(key, r)] = report
 
         share = resident_share(capture)
-        held.close()
         held_share = ("residency at the end not known" if share is None
-                      else f"{share:.0%} of it resident at the end, by fincore")
+                      else f"{min(share, 1.0):.1%} of it resident at the end, by fincore")
         log(f"capture in the page cache at the end: {held_share}")
 
         # ---- verdicts: the N-thread output against the 1-thread one

@@ -69,7 +69,9 @@ How it measures:
   target of their own: 1 thread vs the buffered baseline, the bare flow
   counter vs the baseline, 1 thread vs the bare flow counter, N threads vs
   both baselines, N copies at once vs 1 thread (what N CPUs give for
-  independent work) and the N-thread ratio as a share of that.
+  independent work) and the N-thread ratio as a share of that. With more
+  than one round, the N-thread ratio is also given round by round (a round's
+  1-thread time over its N-thread time), for the spread the medians hide.
 * Verdicts: the flow lines of every p2pguard output (1 and N threads, every
   round) must be the same set of lines (each output's flow lines are hashed
   into an order-independent digest; equal digests mean the sorted lines are
@@ -781,6 +783,13 @@ def main() -> int:
                            f"{t1 / tn / independent:.2f}", "(shown)", ""])
     ratios = markdown_table(["ratio of packets/s", "value", "target", ""],
                             ratio_rows, right={1})
+    # The spread of the N-thread ratio, which the medians hide.
+    by_round: list[str] = []
+    if n > 1 and args.runs > 1:
+        per = [a.seconds / b.seconds for a, b in zip(tools["t1"].runs, tools["tn"].runs)]
+        by_round = [f"Round by round, p2pguard {n} threads vs 1 thread (a round's 1-thread time "
+                    f"over its {n}-thread time): " + ", ".join(f"{x:.2f}x" for x in per)
+                    + f"; from {min(per):.2f}x to {max(per):.2f}x."]
 
     # ---- p2pguard's own stats
     def stat_row(name, get):
@@ -808,7 +817,7 @@ def main() -> int:
     print()
     print("\n".join(full_table))
     print()
-    print("\n".join(ratios))
+    print("\n".join(ratios + by_round))
     print()
     print("\n".join(stats_table))
     print()
@@ -854,6 +863,7 @@ def main() -> int:
     md += ["## Ratios", ""] + ratios + [""]
     md += ["Each ratio is the first tool's packets/s over the second's, on median times "
            "(so `2x` means twice as fast); PASS when it reaches the target of project issue 5.", ""]
+    md += by_round + ([""] if by_round else [])
     md += ["## p2pguard's stats", ""] + stats_table + [""]
     md += ["## Verdicts", ""] + ["```text"] + verdict_lines + ["```", ""]
     # The tools' command lines, as run (TMP: the temporary directory).

@@ -14,7 +14,7 @@ use crate::capture::CaptureFile;
 use crate::decode::LinkType;
 use crate::detect::DetectConfig;
 use crate::flow::FlowConfig;
-use crate::output::{FlowSink, InputReport, P2pPcapWriter, RunStats};
+use crate::output::{FlowSink, InputReport, P2pPcapWriter, RenderRecord, RunStats};
 use crate::pipeline::parallel::{self, EngineOptions, Frame, Next, Source};
 use crate::pipeline::{Event, PacketOutcome, PipelineStats};
 use crate::policy::Policy;
@@ -164,21 +164,40 @@ struct Collect<'a> {
     out_error: Option<io::Error>,
 }
 
-impl parallel::Sink for Collect<'_> {
-    fn event(&mut self, event: Event) {
+impl Collect<'_> {
+    /// One event, with its record as the sink's formatter made it (if it
+    /// was formatted).
+    fn deliver(&mut self, event: Event, rendered: Option<&[u8]>) {
         let written = match event {
             Event::FlowEnded(record) => {
                 self.stats.count(&record);
                 if let Some(w) = self.writer.as_mut() {
                     w.flow_ended(record.id, record.is_p2p());
                 }
-                self.sink.flow(&record)
+                match rendered {
+                    Some(bytes) => self.sink.rendered_flow(&record, bytes),
+                    None => self.sink.flow(&record),
+                }
             }
             Event::Verdict(v) => self.sink.verdict(&v),
         };
         if let (None, Err(e)) = (&self.out_error, written) {
             self.out_error = Some(e);
         }
+    }
+}
+
+impl parallel::Sink for Collect<'_> {
+    fn event(&mut self, event: Event) {
+        self.deliver(event, None);
+    }
+
+    fn renderer(&self) -> Option<Arc<RenderRecord>> {
+        self.sink.renderer()
+    }
+
+    fn rendered(&mut self, event: Event, rendered: &[u8]) {
+        self.deliver(event, Some(rendered));
     }
 
     fn wants_packets(&self) -> bool {

@@ -10,7 +10,7 @@ use p2pguard::analyze::{AnalyzeOptions, analyze};
 use p2pguard::detect::DetectConfig;
 use p2pguard::detect::rules::{RuleSet, builtin_sources};
 use p2pguard::flow::FlowConfig;
-use p2pguard::output::{FlowRecord, FlowSink, JsonLinesWriter, RunStats, SummaryWriter};
+use p2pguard::output::{CsvWriter, FlowRecord, FlowSink, JsonLinesWriter, RunStats, SummaryWriter};
 use p2pguard::pipeline::VerdictEvent;
 use p2pguard::policy::Policy;
 use p2pguard::timestamp::Duration;
@@ -159,6 +159,41 @@ fn the_p2p_capture_does_not_depend_on_the_number_of_threads() {
         assert!(
             pcap == pcap_one,
             "{threads} threads: the -w capture differs"
+        );
+    }
+}
+
+#[test]
+fn the_csv_report_does_not_depend_on_the_number_of_threads() {
+    // Each thread formats the rows of the flows it ends (as for JSON
+    // lines); the rows must still come out whole and in order.
+    let policy = Arc::new(Policy::from_file(&root().join("rules/policy.example.yaml")).unwrap());
+    let mut files = captures(&root().join("captures"));
+    if let Some(corpus) = shared_corpus() {
+        files.extend(captures(&corpus));
+    }
+    let csv = |threads: usize| {
+        let options = options(&files, threads, &FlowConfig::default(), Some(&policy), None);
+        let mut out = Vec::new();
+        let mut writer = CsvWriter::new(&mut out, false);
+        writer.write_header().unwrap();
+        analyze(&options, &mut writer, &mut |_| {}).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let one = csv(1);
+    assert!(
+        one.lines().count() > 1000,
+        "too few rows: {}",
+        one.lines().count()
+    );
+    for threads in [2, 3] {
+        let many = csv(threads);
+        let differ = one.lines().zip(many.lines()).position(|(a, b)| a != b);
+        assert!(
+            many == one,
+            "{threads} threads: the CSV differs (first at line {differ:?}; {} against {} lines)",
+            many.lines().count(),
+            one.lines().count()
         );
     }
 }

@@ -2,30 +2,50 @@
 //! fields (evidence) joined with `;`.
 
 use std::io::{self, Write};
+use std::ops::Range;
+use std::sync::Arc;
 
-use super::{FlowRecord, FlowSink, RunStats};
+use super::{FlowRecord, FlowSink, RenderRecord, RunStats};
 
 /// Writes flows as CSV with a header row.
 pub struct CsvWriter<W: Write> {
-    out: csv::Writer<W>,
+    out: W,
     p2p_only: bool,
+    /// One row, built whole before it is written.
+    line: Vec<u8>,
 }
 
 impl<W: Write> CsvWriter<W> {
-    /// A writer; with `p2p_only`, flows not named P2P are left out.
+    /// A writer; with `p2p_only`, flows not named P2P are left out. Each
+    /// row goes to `out` in one `write_all`: give it a buffered writer.
     pub fn new(out: W, p2p_only: bool) -> Self {
         CsvWriter {
-            out: csv::WriterBuilder::new()
-                .has_headers(false)
-                .from_writer(out),
+            out,
             p2p_only,
+            line: Vec::with_capacity(512),
         }
     }
 
     /// The header row, written first.
     pub fn write_header(&mut self) -> io::Result<()> {
-        self.out.write_record(COLUMNS).map_err(io::Error::other)
+        self.line.clear();
+        write_fields(&mut self.line, COLUMNS)?;
+        self.out.write_all(&self.line)
     }
+}
+
+/// Appends one CSV row (quoted where a field needs it, `\n` after it).
+fn write_fields<I>(out: &mut Vec<u8>, fields: I) -> io::Result<()>
+where
+    I: IntoIterator,
+    I::Item: AsRef<[u8]>,
+{
+    let mut row = csv::WriterBuilder::new()
+        .has_headers(false)
+        .buffer_capacity(512)
+        .from_writer(out);
+    row.write_record(fields).map_err(io::Error::other)?;
+    row.flush()
 }
 
 /// Column names, in order: the JSON flow fields without `event`.
@@ -67,11 +87,160 @@ impl<W: Write> FlowSink for CsvWriter<W> {
     }
 
     fn flow(&mut self, record: &FlowRecord) -> io::Result<()> {
-        if self.p2p_only && !record.is_p2p() {
-            return Ok(());
+        self.line.clear();
+        render(self.p2p_only, record, &mut self.line)?;
+        self.out.write_all(&self.line)
+    }
+
+    fn renderer(&self) -> Option<Arc<RenderRecord>> {
+        let p2p_only = self.p2p_only;
+        Some(Arc::new(move |record: &FlowRecord, out: &mut Vec<u8>| {
+            let at = out.len();
+            let done = render(p2p_only, record, out).is_ok();
+            if !done {
+                out.truncate(at);
+            }
+            done
+        }))
+    }
+
+    fn rendered_flow(&mut self, _record: &FlowRecord, rendered: &[u8]) -> io::Result<()> {
+        self.out.write_all(rendered)
+    }
+
+    fn finish(&mut self, _stats: &RunStats) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Appends the row of one flow (nothing for a flow left out). Numbers and
+/// addresses are formatted on the stack: a report of every flow has a
+/// million rows and more, and an allocation for each field cost more than
+/// the formatting (most with several threads, where each takes a lock).
+fn render(p2p_only: bool, record: &FlowRecord, out: &mut Vec<u8>) -> io::Result<()> {
+    if p2p_only && !record.is_p2p() {
+        return Ok(());
+    }
+    let r = record.row();
+    let mut n = Numbers::default();
+    let id = n.push(Some(r.id));
+    let src_port = n.push(Some(r.src_port.into()));
+    let dst_port = n.push(Some(r.dst_port.into()));
+    let src_packets = n.push(Some(r.src_packets));
+    let dst_packets = n.push(Some(r.dst_packets));
+    let src_bytes = n.push(Some(r.src_bytes));
+    let dst_bytes = n.push(Some(r.dst_bytes));
+    let decided_at = n.push(r.decided_at_packet.map(u64::from));
+    let decided_at_payload = n.push(r.decided_at_payload_packet.map(u64::from));
+    let dropped_packets = n.push(Some(r.dropped_packets));
+    let dropped_bytes = n.push(Some(r.dropped_bytes));
+    let delayed_packets = n.push(Some(r.delayed_packets));
+    let delayed_bytes = n.push(Some(r.delayed_bytes));
+    let num = |range: Range<usize>| &n.text[range];
+    let (src, dst) = (IpText::new(r.src_ip), IpText::new(r.dst_ip));
+    let evidence = r.evidence.join(";");
+    fn text(s: Option<&str>) -> &[u8] {
+        s.unwrap_or("").as_bytes()
+    }
+    let fields: [&[u8]; COLUMNS.len()] = [
+        num(id),
+        r.transport.as_bytes(),
+        src.as_bytes(),
+        num(src_port),
+        dst.as_bytes(),
+        num(dst_port),
+        r.first_seen.as_str().as_bytes(),
+        r.last_seen.as_str().as_bytes(),
+        num(src_packets),
+        num(dst_packets),
+        num(src_bytes),
+        num(dst_bytes),
+        text(r.protocol),
+        text(r.confidence),
+        evidence.as_bytes(),
+        num(decided_at),
+        num(decided_at_payload),
+        text(r.info_hash.as_deref()),
+        text(r.src_peer_id),
+        text(r.dst_peer_id),
+        text(r.src_client),
+        text(r.dst_client),
+        r.end.as_bytes(),
+        text(r.action),
+        text(r.rule),
+        num(dropped_packets),
+        num(dropped_bytes),
+        num(delayed_packets),
+        num(delayed_bytes),
+    ];
+    write_fields(out, fields)
+}
+
+/// Numbers written side by side on the stack, each then read by its range.
+struct Numbers {
+    text: [u8; 13 * 20],
+    len: usize,
+}
+
+impl Default for Numbers {
+    fn default() -> Self {
+        Numbers {
+            text: [0; 13 * 20],
+            len: 0,
         }
+    }
+}
+
+impl Numbers {
+    /// Writes `v` (nothing for `None`) and says where.
+    fn push(&mut self, v: Option<u64>) -> Range<usize> {
+        let start = self.len;
+        if let Some(v) = v {
+            let mut digits = itoa::Buffer::new();
+            let digits = digits.format(v).as_bytes();
+            // 13 numbers of at most 20 digits fit; more would be a bug here.
+            if let Some(to) = self.text.get_mut(start..start + digits.len()) {
+                to.copy_from_slice(digits);
+                self.len += digits.len();
+            }
+        }
+        start..self.len
+    }
+}
+
+/// An address's text, written on the stack.
+struct IpText {
+    text: [u8; 48],
+    len: usize,
+}
+
+impl IpText {
+    fn new(ip: std::net::IpAddr) -> Self {
+        let mut text = [0; 48];
+        let mut rest = &mut text[..];
+        // An address text has at most 45 bytes (RFC 4291, 2.2).
+        let _ = write!(rest, "{ip}");
+        let len = 48 - rest.len();
+        IpText { text, len }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.text[..self.len]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::Protocol;
+    use crate::output::sample::record;
+
+    /// The row as the `csv` crate writes the fields made into text one by
+    /// one (how this format was written before it was made on the stack).
+    fn as_text_fields(record: &FlowRecord) -> Vec<u8> {
         let r = record.row();
         let opt = |s: Option<&str>| s.unwrap_or("").to_string();
+        let num = |n: Option<u32>| n.map(|n| n.to_string()).unwrap_or_default();
         let fields = [
             r.id.to_string(),
             r.transport.to_string(),
@@ -88,13 +257,9 @@ impl<W: Write> FlowSink for CsvWriter<W> {
             opt(r.protocol),
             opt(r.confidence),
             r.evidence.join(";"),
-            r.decided_at_packet
-                .map(|n| n.to_string())
-                .unwrap_or_default(),
-            r.decided_at_payload_packet
-                .map(|n| n.to_string())
-                .unwrap_or_default(),
-            r.info_hash.unwrap_or_default(),
+            num(r.decided_at_packet),
+            num(r.decided_at_payload_packet.map(u32::from)),
+            r.info_hash.clone().unwrap_or_default(),
             opt(r.src_peer_id),
             opt(r.dst_peer_id),
             opt(r.src_client),
@@ -107,10 +272,68 @@ impl<W: Write> FlowSink for CsvWriter<W> {
             r.delayed_packets.to_string(),
             r.delayed_bytes.to_string(),
         ];
-        self.out.write_record(&fields).map_err(io::Error::other)
+        let mut w = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(Vec::new());
+        w.write_record(&fields).unwrap();
+        w.into_inner().unwrap()
     }
 
-    fn finish(&mut self, _stats: &RunStats) -> io::Result<()> {
-        self.out.flush()
+    #[test]
+    fn a_flow_is_written_as_the_csv_crate_writes_its_fields_as_text() {
+        let odd = "a,b \"c\"\nd;é";
+        for (peer, client, rule) in [
+            (None, None, None),
+            (Some(odd), Some("µTorrent 3.5.5"), Some("default")),
+            (Some("plain"), Some(odd), Some(odd)),
+        ] {
+            let mut r = record(peer, client, rule);
+            for (protocol, decided) in [(None, None), (Some(Protocol::Edonkey), Some(u32::MAX))] {
+                r.protocol = protocol;
+                r.decided_at_packet = decided;
+                r.decided_at_payload_packet = decided.map(|_| u16::MAX);
+                let mut ours = Vec::new();
+                render(false, &r, &mut ours).unwrap();
+                assert_eq!(
+                    String::from_utf8(ours).unwrap(),
+                    String::from_utf8(as_text_fields(&r)).unwrap()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_longest_address_and_numbers_are_written_whole() {
+        let mut r = record(None, None, None);
+        r.src = crate::flow::Endpoint::new(
+            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+                .parse()
+                .unwrap(),
+            u16::MAX,
+        );
+        r.id = u64::MAX;
+        r.packets = [u64::MAX; 2];
+        r.bytes = [u64::MAX; 2];
+        r.enforced.dropped_bytes = u64::MAX;
+        let mut ours = Vec::new();
+        render(false, &r, &mut ours).unwrap();
+        assert_eq!(ours, as_text_fields(&r));
+        assert!(
+            String::from_utf8(ours)
+                .unwrap()
+                .contains(&u64::MAX.to_string())
+        );
+    }
+
+    #[test]
+    fn with_p2p_only_other_flows_make_no_row() {
+        let mut r = record(None, None, None);
+        r.protocol = None;
+        let mut out = Vec::new();
+        render(true, &r, &mut out).unwrap();
+        assert!(out.is_empty());
+        r.protocol = Some(Protocol::Bittorrent);
+        render(true, &r, &mut out).unwrap();
+        assert_eq!(out, as_text_fields(&r));
     }
 }

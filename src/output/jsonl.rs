@@ -1,8 +1,9 @@
 //! `--format jsonl`: one JSON object per flow, then one stats object.
 
 use std::io::{self, Write};
+use std::sync::Arc;
 
-use super::{FlowRecord, FlowRow, FlowSink, RunStats};
+use super::{FlowRecord, FlowRow, FlowSink, RenderRecord, RunStats};
 use crate::pipeline::VerdictEvent;
 
 /// Writes flows as JSON lines.
@@ -24,13 +25,6 @@ impl<W: Write> JsonLinesWriter<W> {
         }
     }
 
-    fn write_row(&mut self, row: &FlowRow<'_>) -> io::Result<()> {
-        self.line.clear();
-        write_row(&mut self.line, row)?;
-        self.line.push(b'\n');
-        self.out.write_all(&self.line)
-    }
-
     fn write_line(&mut self, value: &impl serde::Serialize) -> io::Result<()> {
         self.line.clear();
         serde_json::to_writer(&mut self.line, value)?;
@@ -45,10 +39,25 @@ impl<W: Write> FlowSink for JsonLinesWriter<W> {
     }
 
     fn flow(&mut self, record: &FlowRecord) -> io::Result<()> {
-        if self.p2p_only && !record.is_p2p() {
-            return Ok(());
-        }
-        self.write_row(&record.row())
+        self.line.clear();
+        render(self.p2p_only, record, &mut self.line)?;
+        self.out.write_all(&self.line)
+    }
+
+    fn renderer(&self) -> Option<Arc<RenderRecord>> {
+        let p2p_only = self.p2p_only;
+        Some(Arc::new(move |record: &FlowRecord, out: &mut Vec<u8>| {
+            let at = out.len();
+            let done = render(p2p_only, record, out).is_ok();
+            if !done {
+                out.truncate(at);
+            }
+            done
+        }))
+    }
+
+    fn rendered_flow(&mut self, _record: &FlowRecord, rendered: &[u8]) -> io::Result<()> {
+        self.out.write_all(rendered)
     }
 
     fn verdict(&mut self, event: &VerdictEvent) -> io::Result<()> {
@@ -59,6 +68,16 @@ impl<W: Write> FlowSink for JsonLinesWriter<W> {
         self.write_line(&stats.to_json())?;
         self.out.flush()
     }
+}
+
+/// Appends the line of one flow (nothing for a flow left out).
+fn render(p2p_only: bool, record: &FlowRecord, out: &mut Vec<u8>) -> io::Result<()> {
+    if p2p_only && !record.is_p2p() {
+        return Ok(());
+    }
+    write_row(out, &record.row())?;
+    out.push(b'\n');
+    Ok(())
 }
 
 /// Writes one flow as a JSON object, field by field: the bytes serde_json
@@ -192,43 +211,8 @@ impl<'a> Object<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::Transport;
-    use crate::detect::{Confidence, Facts, Protocol};
-    use crate::flow::{EndReason, Endpoint};
-    use crate::output::Enforced;
-    use crate::timestamp::Timestamp;
-
-    fn record(peer_id: Option<&str>, client: Option<&str>, rule: Option<&str>) -> FlowRecord {
-        FlowRecord {
-            id: 42,
-            transport: Transport::Udp,
-            src: Endpoint::new("2001:db8::1".parse().unwrap(), 6881),
-            dst: Endpoint::new("192.0.2.7".parse().unwrap(), 51413),
-            first_seen: Timestamp::from_parts(1_700_000_000, 5),
-            last_seen: Timestamp::from_parts(1_700_000_123, 999_999_999),
-            packets: [3, u64::MAX],
-            bytes: [0, 1 << 40],
-            protocol: Some(Protocol::Bittorrent),
-            confidence: Some(Confidence::Unidirectional),
-            evidence: vec!["dht.query".into(), "odd \"name\"\n".into()],
-            decided_at_packet: Some(7),
-            decided_at_payload_packet: None,
-            facts: Facts {
-                info_hash: Some([0xab; 20]),
-                peer_id: [peer_id.map(String::from), None],
-                client: [None, client.map(String::from)],
-            },
-            end: EndReason::Evicted,
-            action: Some("block"),
-            rule: rule.map(String::from),
-            enforced: Enforced {
-                dropped_packets: 1,
-                dropped_bytes: 2,
-                delayed_packets: 3,
-                delayed_bytes: 4,
-            },
-        }
-    }
+    use crate::detect::Protocol;
+    use crate::output::sample::record;
 
     #[test]
     fn a_flow_is_written_exactly_as_serde_json_writes_it() {

@@ -10,6 +10,7 @@ mod pcap;
 mod summary;
 
 use std::io;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -335,10 +336,27 @@ impl RunStats {
     }
 }
 
+/// Formats a flow record as a report's bytes, appending them to the buffer;
+/// false (with nothing appended) if it cannot. See [`FlowSink::renderer`].
+pub type RenderRecord = dyn Fn(&FlowRecord, &mut Vec<u8>) -> bool + Send + Sync;
+
 /// A consumer of flow records and policy decisions.
 pub trait FlowSink {
     /// One flow ended.
     fn flow(&mut self, record: &FlowRecord) -> io::Result<()>;
+    /// A formatter of flow records that any thread may run. With one, the
+    /// engine's threads (when there are several) each format the records
+    /// of the flows they end, and [`FlowSink::rendered_flow`] gets each
+    /// record with its bytes: formatting a report of every flow is then
+    /// shared between the threads instead of left to the one that reports.
+    fn renderer(&self) -> Option<Arc<RenderRecord>> {
+        None
+    }
+    /// One flow ended, with the bytes [`FlowSink::renderer`]'s formatter
+    /// made of its record.
+    fn rendered_flow(&mut self, record: &FlowRecord, _rendered: &[u8]) -> io::Result<()> {
+        self.flow(record)
+    }
     /// The policy decided for a flow (with a policy only).
     fn verdict(&mut self, _event: &VerdictEvent) -> io::Result<()> {
         Ok(())
@@ -367,5 +385,48 @@ pub fn human_bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// A record with every field set, some to text that needs escaping, for
+/// the formats' tests.
+#[cfg(test)]
+pub(crate) mod sample {
+    use super::{Enforced, FlowRecord};
+    use crate::decode::Transport;
+    use crate::detect::{Confidence, Facts, Protocol};
+    use crate::flow::{EndReason, Endpoint};
+    use crate::timestamp::Timestamp;
+
+    pub fn record(peer_id: Option<&str>, client: Option<&str>, rule: Option<&str>) -> FlowRecord {
+        FlowRecord {
+            id: 42,
+            transport: Transport::Udp,
+            src: Endpoint::new("2001:db8::1".parse().unwrap(), 6881),
+            dst: Endpoint::new("192.0.2.7".parse().unwrap(), 51413),
+            first_seen: Timestamp::from_parts(1_700_000_000, 5),
+            last_seen: Timestamp::from_parts(1_700_000_123, 999_999_999),
+            packets: [3, u64::MAX],
+            bytes: [0, 1 << 40],
+            protocol: Some(Protocol::Bittorrent),
+            confidence: Some(Confidence::Unidirectional),
+            evidence: vec!["dht.query".into(), "odd \"name\"\n".into()],
+            decided_at_packet: Some(7),
+            decided_at_payload_packet: None,
+            facts: Facts {
+                info_hash: Some([0xab; 20]),
+                peer_id: [peer_id.map(String::from), None],
+                client: [None, client.map(String::from)],
+            },
+            end: EndReason::Evicted,
+            action: Some("block"),
+            rule: rule.map(String::from),
+            enforced: Enforced {
+                dropped_packets: 1,
+                dropped_bytes: 2,
+                delayed_packets: 3,
+                delayed_bytes: 4,
+            },
+        }
     }
 }

@@ -40,11 +40,8 @@ pub struct Merge<'a, T, K, F: Fn(&T) -> K> {
 impl<'a, T, K: Ord, F: Fn(&T) -> K> Merge<'a, T, K, F> {
     /// Merges these lists.
     pub fn new(lists: impl IntoIterator<Item = &'a mut Vec<T>>, key: F) -> Self {
-        let mut lists: Vec<Peekable<Drain<'a, T>>> = lists
-            .into_iter()
-            .filter(|l| !l.is_empty())
-            .map(|l| l.drain(..).peekable())
-            .collect();
+        let mut lists: Vec<Peekable<Drain<'a, T>>> =
+            lists.into_iter().map(|l| l.drain(..).peekable()).collect();
         let heads = lists
             .iter_mut()
             .enumerate()
@@ -53,13 +50,25 @@ impl<'a, T, K: Ord, F: Fn(&T) -> K> Merge<'a, T, K, F> {
         Merge { lists, heads, key }
     }
 
-    /// The next item, if `pred` accepts its key.
-    pub fn next_if(&mut self, pred: impl FnOnce(&K) -> bool) -> Option<T> {
+    /// The next item and the position of its list among those given to
+    /// [`Merge::new`].
+    pub fn next_of_list(&mut self) -> Option<(usize, T)> {
+        let Reverse((_, i)) = self.heads.pop()?;
+        let list = &mut self.lists[i];
+        let item = list.next()?;
+        if let Some(next) = list.peek() {
+            self.heads.push(Reverse(((self.key)(next), i)));
+        }
+        Some((i, item))
+    }
+
+    /// [`Merge::next_of_list`], if `pred` accepts the item's key.
+    pub fn next_of_list_if(&mut self, pred: impl FnOnce(&K) -> bool) -> Option<(usize, T)> {
         let Reverse((k, _)) = self.heads.peek()?;
         if !pred(k) {
             return None;
         }
-        self.next()
+        self.next_of_list()
     }
 }
 
@@ -67,13 +76,7 @@ impl<T, K: Ord, F: Fn(&T) -> K> Iterator for Merge<'_, T, K, F> {
     type Item = T;
 
     fn next(&mut self) -> Option<T> {
-        let Reverse((_, i)) = self.heads.pop()?;
-        let list = &mut self.lists[i];
-        let item = list.next();
-        if let Some(next) = list.peek() {
-            self.heads.push(Reverse(((self.key)(next), i)));
-        }
-        item
+        self.next_of_list().map(|(_, item)| item)
     }
 }
 
@@ -107,13 +110,25 @@ mod tests {
     }
 
     #[test]
-    fn next_if_stops_before_a_key_the_predicate_refuses() {
+    fn each_item_comes_with_the_position_of_its_list() {
+        let mut a = vec![3, 8];
+        let mut empty = Vec::new();
+        let mut c = vec![1, 3, 9];
+        let mut m = Merge::new([&mut a, &mut empty, &mut c], |x| *x);
+        assert_eq!(m.next_of_list_if(|k| *k < 3), Some((2, 1)));
+        assert_eq!(m.next_of_list_if(|k| *k < 3), None);
+        let rest: Vec<_> = std::iter::from_fn(|| m.next_of_list()).collect();
+        assert_eq!(rest, [(0, 3), (2, 3), (0, 8), (2, 9)]);
+    }
+
+    #[test]
+    fn next_of_list_if_stops_before_a_key_the_predicate_refuses() {
         let mut a = vec![1, 5];
         let mut b = vec![2, 7];
         let mut m = Merge::new([&mut a, &mut b], |x| *x);
-        assert_eq!(m.next_if(|k| *k <= 4), Some(1));
-        assert_eq!(m.next_if(|k| *k <= 4), Some(2));
-        assert_eq!(m.next_if(|k| *k <= 4), None);
+        assert_eq!(m.next_of_list_if(|k| *k <= 4), Some((0, 1)));
+        assert_eq!(m.next_of_list_if(|k| *k <= 4), Some((1, 2)));
+        assert_eq!(m.next_of_list_if(|k| *k <= 4), None);
         assert_eq!(m.collect::<Vec<_>>(), [5, 7]);
     }
 

@@ -32,6 +32,7 @@ use crate::detect::DetectConfig;
 use crate::detect::rules::RuleSet;
 use crate::flow::FlowConfig;
 use crate::flow::FlowLookup;
+use crate::output::RenderRecord;
 use crate::policy::Policy;
 use crate::timestamp::Timestamp;
 
@@ -103,6 +104,19 @@ pub trait Sink {
     /// handing over a record for each of them (most flows, on most links).
     fn p2p_records_only(&self) -> bool {
         false
+    }
+    /// A formatter of flow records that any thread may run (see
+    /// [`FlowSink::renderer`](crate::output::FlowSink::renderer)): each
+    /// thread then formats the records of the flows it ends, and
+    /// [`Sink::rendered`] gets them in place of [`Sink::event`]. The engine
+    /// on one thread does not use it.
+    fn renderer(&self) -> Option<Arc<RenderRecord>> {
+        None
+    }
+    /// A flow ended, with the bytes [`Sink::renderer`]'s formatter made of
+    /// its record.
+    fn rendered(&mut self, event: Event, _rendered: &[u8]) {
+        self.event(event);
     }
 }
 
@@ -360,6 +374,69 @@ struct ShardRun {
     events: Vec<(u64, Event)>,
     /// Cross-flow writes.
     writes: Vec<Keyed>,
+    /// The events' records, formatted (if the sink has a formatter).
+    rendered: Rendered,
+}
+
+/// Flow records formatted by the thread that ended them (see
+/// [`Sink::renderer`]): an entry for each event of a list, in its order,
+/// handed out in that order.
+#[derive(Default)]
+struct Rendered {
+    bytes: Vec<u8>,
+    /// Where each event's bytes end; `None`: not formatted (a verdict, or
+    /// a record the formatter refused).
+    ends: Vec<Option<usize>>,
+    /// Entries handed out, and where the next one's bytes begin.
+    taken: usize,
+    start: usize,
+}
+
+impl Rendered {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+        self.taken = 0;
+        self.start = 0;
+    }
+
+    /// Formats the records of `events` (anew).
+    fn render(&mut self, events: &[(u64, Event)], render: &RenderRecord) {
+        self.clear();
+        for (_, e) in events {
+            let end = match e {
+                Event::FlowEnded(record) => {
+                    let at = self.bytes.len();
+                    if render(record, &mut self.bytes) {
+                        Some(self.bytes.len())
+                    } else {
+                        self.bytes.truncate(at);
+                        None
+                    }
+                }
+                Event::Verdict(_) => None,
+            };
+            self.ends.push(end);
+        }
+    }
+
+    /// The next event's bytes, if it was formatted.
+    fn next(&mut self) -> Option<&[u8]> {
+        let end = *self.ends.get(self.taken)?;
+        self.taken += 1;
+        let end = end?;
+        let bytes = &self.bytes[self.start..end];
+        self.start = end;
+        Some(bytes)
+    }
+}
+
+/// Hands `event` to the sink, with its formatted record if it has one.
+fn deliver(sink: &mut dyn Sink, event: Event, rendered: &mut Rendered) {
+    match rendered.next() {
+        Some(bytes) => sink.rendered(event, bytes),
+        None => sink.event(event),
+    }
 }
 
 /// What one thread made of one chunk. Its buffers go back and forth
@@ -371,6 +448,8 @@ struct ChunkResult {
     runs_used: usize,
     /// At the end of the input: the flows ended, in order of creation.
     events: Vec<(u64, Event)>,
+    /// Their records, formatted (if the sink has a formatter).
+    rendered: Rendered,
     /// Flow starts and ends that count only if a host gets confirmed (see
     /// [`Shared::apply_chunk`]), in no order.
     unconfirmed: Vec<Keyed>,
@@ -387,9 +466,11 @@ impl ChunkResult {
         for run in &mut self.runs {
             run.events.clear();
             run.writes.clear();
+            run.rendered.clear();
         }
         self.runs_used = 0;
         self.events.clear();
+        self.rendered.clear();
         self.unconfirmed.clear();
         self.outcomes.clear();
         self.open_flows = 0;
@@ -526,6 +607,7 @@ fn lock(slot: &Mutex<Option<Shard>>) -> std::sync::MutexGuard<'_, Option<Shard>>
 /// Takes shards of `chunk` from `pool` until none is left, and processes
 /// their packets and their chunk end (the reading thread also counts the
 /// frames that could not be decoded).
+#[allow(clippy::too_many_arguments)]
 fn process_chunk(
     worker: &mut Worker,
     pool: &Pool,
@@ -533,6 +615,7 @@ fn process_chunk(
     chunk: &Chunk,
     counts_skipped: bool,
     want_outcomes: bool,
+    render: Option<&RenderRecord>,
     mut r: ChunkResult,
 ) -> ChunkResult {
     r.clear();
@@ -616,6 +699,9 @@ fn process_chunk(
                 events.push((key, e))
             });
         }
+        if let Some(render) = render {
+            run.rendered.render(&run.events, render);
+        }
         *slot = worker.take_shard(shard);
     }
     r.stats = worker.stats();
@@ -656,6 +742,7 @@ fn finish_batch(
     worker: &mut Worker,
     shared: &Shared,
     first: Option<(&Pool, usize, usize)>,
+    render: Option<&RenderRecord>,
 ) -> (ChunkResult, bool) {
     if let Some((pool, t, threads)) = first {
         adopt(worker, pool, t, threads);
@@ -671,6 +758,9 @@ fn finish_batch(
     };
     let events = &mut r.events;
     let more = worker.finish_some(access, FINISH_BATCH, &mut |e| events.push((u64::MAX, e)));
+    if let Some(render) = render {
+        r.rendered.render(&r.events, render);
+    }
     r.stats = worker.stats();
     (r, more)
 }
@@ -711,6 +801,8 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
     let shared = RwLock::new(Shared::new(&options.detect));
     let applied = Applied::new(spin);
     let want_outcomes = sink.wants_packets();
+    let renderer = sink.renderer();
+    let render = renderer.as_deref();
     let mut reader0 = workers.remove(0);
 
     std::thread::scope(|scope| {
@@ -732,6 +824,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
                         result_tx,
                         pool,
                         (shared, applied),
+                        render,
                     )
                 })
                 .expect("cannot start a thread");
@@ -773,6 +866,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
                     &chunk,
                     true,
                     want_outcomes,
+                    render,
                     std::mem::take(&mut emptied[0]),
                 ));
             }
@@ -854,6 +948,8 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
         applied.wait_for(last_chunk);
         let guard = shared.read().unwrap_or_else(|e| e.into_inner());
         let mut buffers: Vec<std::collections::VecDeque<Event>> = vec![Default::default(); threads];
+        // The buffered events' records, formatted.
+        let mut rendered: Vec<Rendered> = (0..threads).map(|_| Rendered::default()).collect();
         let mut more = vec![true; threads];
         for tx in &jobs {
             let _ = tx.send(Job::Finish(1));
@@ -866,14 +962,14 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
                     if t == 0 {
                         let adopt = first.then_some((pool, 0, threads));
                         first = false;
-                        let (r, m) = finish_batch(&mut reader0, &guard, adopt);
-                        take_batch(&mut buffers[0], &mut latest[0], r);
+                        let (r, m) = finish_batch(&mut reader0, &guard, adopt, render);
+                        take_batch((&mut buffers[0], &mut rendered[0]), &mut latest[0], r);
                         more[0] = m;
                         continue;
                     }
                     match finish_rx(&result_rx, spin) {
                         Some((u, r, m)) => {
-                            take_batch(&mut buffers[u], &mut latest[u], r);
+                            take_batch((&mut buffers[u], &mut rendered[u]), &mut latest[u], r);
                             more[u] = m;
                             if m {
                                 let _ = jobs[u - 1].send(Job::Finish(0));
@@ -892,7 +988,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
                     break;
                 };
                 let e = buffers[t].pop_front().expect("a front");
-                sink.event(e);
+                deliver(sink, e, &mut rendered[t]);
                 if buffers[t].is_empty() && more[t] {
                     break;
                 }
@@ -922,12 +1018,15 @@ fn finish_rx(
     Some((t, r, more))
 }
 
+/// Takes a finish batch into a thread's emptied buffer.
 fn take_batch(
-    buffer: &mut std::collections::VecDeque<Event>,
+    (buffer, rendered): (&mut std::collections::VecDeque<Event>, &mut Rendered),
     latest: &mut PipelineStats,
     mut r: ChunkResult,
 ) {
+    debug_assert!(buffer.is_empty(), "a batch is taken into an emptied buffer");
     buffer.extend(r.events.drain(..).map(|(_, e)| e));
+    *rendered = std::mem::take(&mut r.rendered);
     *latest = std::mem::take(&mut r.stats);
 }
 
@@ -945,32 +1044,41 @@ fn merged(latest: &[PipelineStats], shared: &RwLock<Shared>, pool: &Pool) -> Pip
     s
 }
 
-/// Every shard's events of a chunk.
-fn runs(results: &mut [ChunkResult]) -> impl Iterator<Item = &mut Vec<(u64, Event)>> {
+/// Every shard's events of a chunk, and their formatted records.
+type Runs<'a> = (Vec<&'a mut Vec<(u64, Event)>>, Vec<&'a mut Rendered>);
+
+fn runs(results: &mut [ChunkResult]) -> Runs<'_> {
     results
         .iter_mut()
-        .flat_map(|r| r.runs[..r.runs_used].iter_mut().map(|run| &mut run.events))
+        .flat_map(|r| r.runs[..r.runs_used].iter_mut())
+        .map(|run| (&mut run.events, &mut run.rendered))
+        .unzip()
 }
 
 /// Hands a finished chunk's events (and frames) to the sink in input order.
 fn report(chunk: &Chunk, results: &mut [ChunkResult], sink: &mut dyn Sink, want_outcomes: bool) {
+    let mut outcomes: Vec<Option<PacketOutcome>> = Vec::new();
+    if want_outcomes {
+        outcomes.resize(chunk.frames.len(), None);
+        for r in results.iter_mut() {
+            for (i, o) in r.outcomes.drain(..) {
+                outcomes[i as usize] = Some(o);
+            }
+        }
+    }
+    let (lists, mut rendered) = runs(results);
+    let mut events = Merge::new(lists, event_order);
     if !want_outcomes {
-        for (_, e) in Merge::new(runs(results), event_order) {
-            sink.event(e);
+        while let Some((run, (_, e))) = events.next_of_list() {
+            deliver(sink, e, rendered[run]);
         }
         return;
     }
-    let mut outcomes: Vec<Option<PacketOutcome>> = vec![None; chunk.frames.len()];
-    for r in results.iter_mut() {
-        for (i, o) in r.outcomes.drain(..) {
-            outcomes[i as usize] = Some(o);
-        }
-    }
     // Events of a packet come before the packet, as in one thread.
-    let mut events = Merge::new(runs(results), event_order);
     for (f, outcome) in chunk.frames.iter().zip(outcomes) {
-        while let Some((_, e)) = events.next_if(|(key, _)| *key <= at_packet(f.seq)) {
-            sink.event(e);
+        while let Some((run, (_, e))) = events.next_of_list_if(|(key, _)| *key <= at_packet(f.seq))
+        {
+            deliver(sink, e, rendered[run]);
         }
         if let Some(o) = outcome {
             let frame = Frame {
@@ -982,8 +1090,8 @@ fn report(chunk: &Chunk, results: &mut [ChunkResult], sink: &mut dyn Sink, want_
             sink.packet(frame, o);
         }
     }
-    for (_, e) in events {
-        sink.event(e);
+    while let Some((run, (_, e))) = events.next_of_list() {
+        deliver(sink, e, rendered[run]);
     }
 }
 
@@ -998,6 +1106,7 @@ fn work(
     results: Sender<(usize, ChunkResult)>,
     pool: &Pool,
     (shared, applied): (&RwLock<Shared>, &Applied),
+    render: Option<&RenderRecord>,
 ) {
     // The first worker thread applies the chunks' writes.
     let _exit = WorkerExit {
@@ -1017,6 +1126,7 @@ fn work(
                         &chunk,
                         false,
                         want_outcomes,
+                        render,
                         buffers,
                     )
                 };
@@ -1033,7 +1143,7 @@ fn work(
                 let (mut r, more) = {
                     let guard = shared.read().unwrap_or_else(|e| e.into_inner());
                     let adopt = (first == 1).then_some((pool, index, threads));
-                    finish_batch(&mut worker, &guard, adopt)
+                    finish_batch(&mut worker, &guard, adopt, render)
                 };
                 r.open_flows = u64::from(more);
                 if results.send((index, r)).is_err() {
@@ -1071,5 +1181,74 @@ fn recv_spinning<T>(rx: &Receiver<T>, spin: bool) -> Result<T, std::sync::mpsc::
         if start.elapsed() > SPIN {
             return rx.recv();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::{Confidence, Protocol};
+    use crate::output::FlowRecord;
+    use crate::output::sample::record;
+    use crate::pipeline::VerdictEvent;
+    use crate::policy::Action;
+
+    fn flow(id: u64) -> (u64, Event) {
+        let mut r = record(None, None, None);
+        r.id = id;
+        (id, Event::FlowEnded(r))
+    }
+
+    #[test]
+    fn formatted_records_stay_with_their_events() {
+        let r = record(None, None, None);
+        let verdict = VerdictEvent {
+            ts: r.first_seen,
+            flow: 2,
+            transport: r.transport,
+            src: r.src,
+            dst: r.dst,
+            protocol: Protocol::Bittorrent,
+            confidence: Confidence::Unidirectional,
+            evidence: Vec::new(),
+            rule: "default".into(),
+            action: Action::Log,
+        };
+        let events = [
+            flow(1),
+            (2, Event::Verdict(verdict)),
+            flow(3),
+            flow(4),
+            flow(5),
+        ];
+        // Refuses flow 3, writes nothing for flow 4.
+        let render = |record: &FlowRecord, out: &mut Vec<u8>| match record.id {
+            3 => {
+                out.extend_from_slice(b"half");
+                false
+            }
+            4 => true,
+            id => {
+                out.extend_from_slice(format!("flow {id};").as_bytes());
+                true
+            }
+        };
+        let mut rendered = Rendered::default();
+        rendered.render(&events, &render);
+        let got: Vec<Option<Vec<u8>>> = (0..events.len() + 1)
+            .map(|_| rendered.next().map(<[u8]>::to_vec))
+            .collect();
+        let want: [Option<&[u8]>; 6] = [
+            Some(b"flow 1;"),
+            None,
+            None,
+            Some(b""),
+            Some(b"flow 5;"),
+            None,
+        ];
+        assert_eq!(got, want.map(|w| w.map(<[u8]>::to_vec)));
+        // Formatting anew starts over.
+        rendered.render(&events[4..], &render);
+        assert_eq!(rendered.next(), Some(&b"flow 5;"[..]));
     }
 }

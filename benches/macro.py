@@ -430,7 +430,9 @@ def machine_info(ndpi: str, p2pguard: str) -> dict[str, str]:
         info["ndpiReader"] += f", Debian libndpi-bin {deb}"
     git = ["git", "-C", str(ROOT)]
     commit = command_output(git + ["rev-parse", "--short=12", "HEAD"])
-    dirty = command_output(git + ["status", "--porcelain", "--untracked-files=no"])
+    # Results of an earlier run (two benches in a row) do not make the build differ.
+    dirty = command_output(git + ["status", "--porcelain", "--untracked-files=no", "--",
+                                  ".", ":(exclude,glob)benches/RESULTS*.md"])
     built = datetime.datetime.fromtimestamp(os.stat(p2pguard).st_mtime, datetime.timezone.utc)
     info["p2pguard"] = (f"`{shown(p2pguard)}` built {built.strftime('%Y-%m-%d %H:%M')} UTC, "
                         f"work tree at commit {commit or '?'}"

@@ -285,8 +285,10 @@ fn reports_of_p2p_flows_alone_are_the_same_when_the_others_are_only_counted() {
 mod engine {
     use p2pguard::capture::CaptureFile;
     use p2pguard::decode::LinkType;
+    use p2pguard::output::RenderRecord;
     use p2pguard::pipeline::parallel::{self, Control, EngineOptions, Frame, Next, Sink, Source};
     use p2pguard::pipeline::{Event, PipelineStats};
+    use p2pguard::synth::L4;
     use p2pguard::timestamp::Timestamp;
 
     use super::*;
@@ -319,11 +321,15 @@ mod engine {
         }
     }
 
+    /// Lists each event as its `Debug` text; with `format`, the worker
+    /// threads make a record's text (as they format report lines), so a
+    /// record handed over with another's text shows.
     #[derive(Default)]
     struct Collect {
         events: Vec<String>,
         chunks: usize,
         stop_after: Option<usize>,
+        format: bool,
     }
 
     impl Sink for Collect {
@@ -332,6 +338,21 @@ mod engine {
                 Event::FlowEnded(r) => format!("{:?}", r),
                 Event::Verdict(v) => format!("{:?}", v),
             });
+        }
+        fn renderer(&self) -> Option<Arc<RenderRecord>> {
+            let format = |r: &FlowRecord, out: &mut Vec<u8>| {
+                out.extend_from_slice(format!("{r:?}").as_bytes());
+                true
+            };
+            self.format.then(|| Arc::new(format) as Arc<RenderRecord>)
+        }
+        fn rendered(&mut self, event: Event, rendered: &[u8]) {
+            assert!(
+                matches!(event, Event::FlowEnded(_)),
+                "a verdict was formatted"
+            );
+            self.events
+                .push(String::from_utf8(rendered.to_vec()).unwrap());
         }
         fn chunk_done(&mut self, _stats: &dyn Fn() -> PipelineStats) -> Control {
             self.chunks += 1;
@@ -342,7 +363,9 @@ mod engine {
         }
     }
 
-    fn run(threads: usize, idle_every: usize, stop_after: Option<usize>) -> (Vec<String>, u64) {
+    type Frames4 = Vec<(Timestamp, LinkType, Vec<u8>, u32)>;
+
+    fn captured() -> Frames4 {
         let mut frames = Vec::new();
         for name in ["bt-mixed.pcap", "bt-mse-swarm.pcap"] {
             let path = root().join("captures").join(name);
@@ -352,25 +375,31 @@ mod engine {
                 frames.push((f.ts, link, f.data.to_vec(), f.wire_len));
             }
         }
+        frames
+    }
+
+    fn run(
+        frames: &Frames4,
+        flows: &FlowConfig,
+        threads: usize,
+        (idle_every, stop_after): (usize, Option<usize>),
+        format: bool,
+    ) -> (Vec<String>, u64) {
         let options = EngineOptions {
             threads,
-            flows: FlowConfig {
-                max_flows: 100,
-                tcp_opening_timeout: Duration::from_secs(1),
-                udp_timeout: Duration::from_secs(2),
-                ..FlowConfig::default()
-            },
+            flows: flows.clone(),
             detect: DetectConfig::new(RuleSet::load_with(builtin_sources(), &[]).unwrap()),
             policy: None,
         };
         let mut source = Frames {
-            frames,
+            frames: frames.clone(),
             at: 0,
             idle_every,
             idled: false,
         };
         let mut sink = Collect {
             stop_after,
+            format,
             ..Collect::default()
         };
         let stats = parallel::run(&options, &mut source, &mut sink);
@@ -379,19 +408,57 @@ mod engine {
 
     #[test]
     fn idle_sources_and_early_stops_give_the_same_events_on_any_thread_count() {
+        let frames = captured();
+        let flows = FlowConfig {
+            max_flows: 100,
+            tcp_opening_timeout: Duration::from_secs(1),
+            udp_timeout: Duration::from_secs(2),
+            ..FlowConfig::default()
+        };
         for (idle_every, stop_after) in [(37, None), (500, None), (101, Some(5)), (1000, Some(2))] {
-            let (one, packets) = run(1, idle_every, stop_after);
+            let how = (idle_every, stop_after);
+            let (one, packets) = run(&frames, &flows, 1, how, false);
             assert!(!one.is_empty() && packets > 0);
-            for threads in [2, 3] {
-                let (many, many_packets) = run(threads, idle_every, stop_after);
-                assert_eq!(
-                    (many.len(), many_packets),
-                    (one.len(), packets),
-                    "idle every {idle_every}, stop after {stop_after:?}, {threads} threads"
+            for (threads, format) in [(2, false), (3, false), (2, true), (3, true)] {
+                let (many, many_packets) = run(&frames, &flows, threads, how, format);
+                let what = format!(
+                    "idle every {idle_every}, stop after {stop_after:?}, {threads} threads, \
+                     records formatted by the threads: {format}"
                 );
+                assert_eq!((many.len(), many_packets), (one.len(), packets), "{what}");
+                assert!(many == one, "{what}: events differ");
+            }
+        }
+    }
+
+    /// Regression: with three threads or more, a worker's next batch of
+    /// flows ended at the end of the input could come in while its last
+    /// one was still being reported, and took the place of the last one's
+    /// formatted records, so records were written twice or lost.
+    #[test]
+    fn end_of_input_batches_keep_their_formatted_records_on_3_and_4_threads() {
+        // 120,000 flows all open at the end: a few batches a thread.
+        let frames: Frames4 = (0..120_000u32)
+            .map(|i| {
+                let [_, a, b, c] = i.to_be_bytes();
+                let src = format!("10.{a}.{b}.{c}:{}", 1024 + i % 1000);
+                let data = p2pguard::synth::ethernet(&src, "192.0.2.1:4000", L4::Udp, b"x");
+                let ts = Timestamp::from_parts(1_700_000_000, i * 10);
+                let len = data.len() as u32;
+                (ts, LinkType::ETHERNET, data, len)
+            })
+            .collect();
+        let flows = FlowConfig::default();
+        let (one, _) = run(&frames, &flows, 1, (usize::MAX, None), false);
+        assert_eq!(one.len(), 120_000);
+        for threads in [2, 3, 4] {
+            for round in 0..3 {
+                let (many, _) = run(&frames, &flows, threads, (usize::MAX, None), true);
+                let first = one.iter().zip(&many).position(|(a, b)| a != b);
                 assert!(
                     many == one,
-                    "idle every {idle_every}, stop after {stop_after:?}, {threads} threads: events differ"
+                    "{threads} threads, round {round}: {} records, first difference at {first:?}",
+                    many.len()
                 );
             }
         }

@@ -93,15 +93,7 @@ impl<W: Write> FlowSink for CsvWriter<W> {
     }
 
     fn renderer(&self) -> Option<Arc<RenderRecord>> {
-        let p2p_only = self.p2p_only;
-        Some(Arc::new(move |record: &FlowRecord, out: &mut Vec<u8>| {
-            let at = out.len();
-            let done = render(p2p_only, record, out).is_ok();
-            if !done {
-                out.truncate(at);
-            }
-            done
-        }))
+        Some(super::renderer_of(self.p2p_only, render))
     }
 
     fn rendered_flow(&mut self, _record: &FlowRecord, rendered: &[u8]) -> io::Result<()> {
@@ -199,6 +191,7 @@ impl Numbers {
             let mut digits = itoa::Buffer::new();
             let digits = digits.format(v).as_bytes();
             // 13 numbers of at most 20 digits fit; more would be a bug here.
+            debug_assert!(start + digits.len() <= self.text.len(), "Numbers is full");
             if let Some(to) = self.text.get_mut(start..start + digits.len()) {
                 to.copy_from_slice(digits);
                 self.len += digits.len();
@@ -218,7 +211,8 @@ impl IpText {
     fn new(ip: std::net::IpAddr) -> Self {
         let mut text = [0; 48];
         let mut rest = &mut text[..];
-        // An address text has at most 45 bytes (RFC 4291, 2.2).
+        // Rust writes an address in at most 39 bytes; 45 is the longest
+        // text form there is (RFC 4291, 2.2).
         let _ = write!(rest, "{ip}");
         let len = 48 - rest.len();
         IpText { text, len }
@@ -303,8 +297,9 @@ mod tests {
     }
 
     #[test]
-    fn the_longest_address_and_numbers_are_written_whole() {
+    fn the_longest_numbers_and_addresses_are_written_whole() {
         let mut r = record(None, None, None);
+        // Written as eight groups of four digits, 39 bytes.
         r.src = crate::flow::Endpoint::new(
             "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
                 .parse()
@@ -318,10 +313,11 @@ mod tests {
         let mut ours = Vec::new();
         render(false, &r, &mut ours).unwrap();
         assert_eq!(ours, as_text_fields(&r));
+        let row = String::from_utf8(ours).unwrap();
+        assert!(row.contains(&u64::MAX.to_string()), "{row}");
         assert!(
-            String::from_utf8(ours)
-                .unwrap()
-                .contains(&u64::MAX.to_string())
+            row.contains("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff,65535,"),
+            "{row}"
         );
     }
 

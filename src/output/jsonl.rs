@@ -45,15 +45,7 @@ impl<W: Write> FlowSink for JsonLinesWriter<W> {
     }
 
     fn renderer(&self) -> Option<Arc<RenderRecord>> {
-        let p2p_only = self.p2p_only;
-        Some(Arc::new(move |record: &FlowRecord, out: &mut Vec<u8>| {
-            let at = out.len();
-            let done = render(p2p_only, record, out).is_ok();
-            if !done {
-                out.truncate(at);
-            }
-            done
-        }))
+        Some(super::renderer_of(self.p2p_only, render))
     }
 
     fn rendered_flow(&mut self, _record: &FlowRecord, rendered: &[u8]) -> io::Result<()> {

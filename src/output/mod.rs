@@ -336,9 +336,19 @@ impl RunStats {
     }
 }
 
-/// Formats a flow record as a report's bytes, appending them to the buffer;
-/// false (with nothing appended) if it cannot. See [`FlowSink::renderer`].
+/// Formats a flow record as a report's bytes, appending them to the buffer
+/// (never touching what is there already); false if it cannot. See
+/// [`FlowSink::renderer`].
 pub type RenderRecord = dyn Fn(&FlowRecord, &mut Vec<u8>) -> bool + Send + Sync;
+
+/// A [`RenderRecord`] from a format's function that appends a record's
+/// bytes (nothing for a record left out with `p2p_only`).
+fn renderer_of(
+    p2p_only: bool,
+    render: fn(bool, &FlowRecord, &mut Vec<u8>) -> io::Result<()>,
+) -> Arc<RenderRecord> {
+    Arc::new(move |record: &FlowRecord, out: &mut Vec<u8>| render(p2p_only, record, out).is_ok())
+}
 
 /// A consumer of flow records and policy decisions.
 pub trait FlowSink {

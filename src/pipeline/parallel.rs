@@ -407,7 +407,9 @@ impl Rendered {
             let end = match e {
                 Event::FlowEnded(record) => {
                     let at = self.bytes.len();
-                    if render(record, &mut self.bytes) {
+                    let done = render(record, &mut self.bytes);
+                    debug_assert!(self.bytes.len() >= at, "a formatter took bytes away");
+                    if done {
                         Some(self.bytes.len())
                     } else {
                         self.bytes.truncate(at);
@@ -418,6 +420,23 @@ impl Rendered {
             };
             self.ends.push(end);
         }
+    }
+
+    /// Adds `later`'s entries not yet handed out after this one's (a
+    /// thread's next batch can come in before the last one is reported).
+    fn append(&mut self, later: Rendered) {
+        // What was handed out goes first.
+        self.bytes.drain(..self.start);
+        self.ends.drain(..self.taken);
+        for end in self.ends.iter_mut().flatten() {
+            *end -= self.start;
+        }
+        (self.start, self.taken) = (0, 0);
+        let base = self.bytes.len();
+        self.bytes.extend_from_slice(&later.bytes[later.start..]);
+        let moved = |end: usize| end - later.start + base;
+        let ends = later.ends[later.taken..].iter().map(|end| end.map(moved));
+        self.ends.extend(ends);
     }
 
     /// The next event's bytes, if it was formatted.
@@ -1018,15 +1037,17 @@ fn finish_rx(
     Some((t, r, more))
 }
 
-/// Takes a finish batch into a thread's emptied buffer.
+/// Adds a finish batch to a thread's buffer, which may still hold some of
+/// its last batch: the reading thread takes whichever thread's batch comes
+/// in, and each worker thread makes its next batch as soon as its last one
+/// is taken.
 fn take_batch(
     (buffer, rendered): (&mut std::collections::VecDeque<Event>, &mut Rendered),
     latest: &mut PipelineStats,
     mut r: ChunkResult,
 ) {
-    debug_assert!(buffer.is_empty(), "a batch is taken into an emptied buffer");
     buffer.extend(r.events.drain(..).map(|(_, e)| e));
-    *rendered = std::mem::take(&mut r.rendered);
+    rendered.append(std::mem::take(&mut r.rendered));
     *latest = std::mem::take(&mut r.stats);
 }
 
@@ -1250,5 +1271,32 @@ mod tests {
         // Formatting anew starts over.
         rendered.render(&events[4..], &render);
         assert_eq!(rendered.next(), Some(&b"flow 5;"[..]));
+    }
+
+    #[test]
+    fn a_batch_appended_comes_after_what_is_left_of_the_last() {
+        let render = |record: &FlowRecord, out: &mut Vec<u8>| {
+            out.extend_from_slice(format!("{};", record.id).as_bytes());
+            true
+        };
+        let mut left = Rendered::default();
+        left.render(&[flow(1), flow(2), flow(3)], &render);
+        assert_eq!(left.next(), Some(&b"1;"[..]));
+        let mut later = Rendered::default();
+        later.render(&[flow(4), flow(5)], &render);
+        left.append(later);
+        let rest: Vec<Vec<u8>> = std::iter::from_fn(|| left.next().map(<[u8]>::to_vec)).collect();
+        assert_eq!(rest, [&b"2;"[..], b"3;", b"4;", b"5;"]);
+        // Appended to an emptied one, and to a new one.
+        let mut more = Rendered::default();
+        more.render(&[flow(6)], &render);
+        left.append(more);
+        assert_eq!(left.next(), Some(&b"6;"[..]));
+        let mut fresh = Rendered::default();
+        let mut one = Rendered::default();
+        one.render(&[flow(7)], &render);
+        fresh.append(one);
+        assert_eq!(fresh.next(), Some(&b"7;"[..]));
+        assert_eq!(fresh.next(), None);
     }
 }

@@ -88,6 +88,20 @@ fn shared_corpus() -> Option<PathBuf> {
     }
 }
 
+/// The policy every run here applies, so that verdicts are compared too.
+fn example_policy() -> Arc<Policy> {
+    Arc::new(Policy::from_file(&root().join("rules/policy.example.yaml")).unwrap())
+}
+
+/// The project's captures, then the shared ones (if present).
+fn all_captures() -> Vec<PathBuf> {
+    let mut files = captures(&root().join("captures"));
+    if let Some(corpus) = shared_corpus() {
+        files.extend(captures(&corpus));
+    }
+    files
+}
+
 fn assert_same(inputs: &[PathBuf], flows: &FlowConfig, policy: &Arc<Policy>) -> usize {
     let one = report(inputs, 1, flows, policy);
     for threads in [2, 3, 8] {
@@ -115,12 +129,9 @@ fn assert_same(inputs: &[PathBuf], flows: &FlowConfig, policy: &Arc<Policy>) -> 
 
 #[test]
 fn the_report_does_not_depend_on_the_number_of_threads() {
-    let policy = Arc::new(Policy::from_file(&root().join("rules/policy.example.yaml")).unwrap());
+    let policy = example_policy();
     let flows = FlowConfig::default();
-    let mut files = captures(&root().join("captures"));
-    if let Some(corpus) = shared_corpus() {
-        files.extend(captures(&corpus));
-    }
+    let files = all_captures();
     let mut lines = 0;
     for f in &files {
         lines += assert_same(std::slice::from_ref(f), &flows, &policy);
@@ -142,7 +153,7 @@ fn the_report_does_not_depend_on_the_number_of_threads() {
 
 #[test]
 fn the_p2p_capture_does_not_depend_on_the_number_of_threads() {
-    let policy = Arc::new(Policy::from_file(&root().join("rules/policy.example.yaml")).unwrap());
+    let policy = example_policy();
     let files = captures(&root().join("captures"));
     let dir = tempfile::tempdir().unwrap();
     let mut written = Vec::new();
@@ -167,11 +178,8 @@ fn the_p2p_capture_does_not_depend_on_the_number_of_threads() {
 fn the_csv_report_does_not_depend_on_the_number_of_threads() {
     // Each thread formats the rows of the flows it ends (as for JSON
     // lines); the rows must still come out whole and in order.
-    let policy = Arc::new(Policy::from_file(&root().join("rules/policy.example.yaml")).unwrap());
-    let mut files = captures(&root().join("captures"));
-    if let Some(corpus) = shared_corpus() {
-        files.extend(captures(&corpus));
-    }
+    let policy = example_policy();
+    let files = all_captures();
     let csv = |threads: usize| {
         let options = options(&files, threads, &FlowConfig::default(), Some(&policy), None);
         let mut out = Vec::new();
@@ -218,11 +226,8 @@ impl<S: FlowSink> FlowSink for AllRecords<S> {
 fn reports_of_p2p_flows_alone_are_the_same_when_the_others_are_only_counted() {
     // The summary and --p2p-only have the flows not named P2P counted
     // instead of reported; what they print must not change.
-    let policy = Arc::new(Policy::from_file(&root().join("rules/policy.example.yaml")).unwrap());
-    let mut files = captures(&root().join("captures"));
-    if let Some(corpus) = shared_corpus() {
-        files.extend(captures(&corpus));
-    }
+    let policy = example_policy();
+    let files = all_captures();
     let run = |inputs: &[PathBuf],
                threads: usize,
                policy: Option<&Arc<Policy>>,

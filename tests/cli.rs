@@ -168,6 +168,52 @@ fn broken_rules_are_reported_with_file_and_line_and_nothing_is_read() {
 }
 
 #[test]
+fn thread_times_go_to_standard_error_and_change_nothing_else() {
+    let run = |times: Option<&str>| {
+        let mut c = p2pguard();
+        c.args([
+            "analyze",
+            "-q",
+            "-t",
+            "3",
+            "-f",
+            "jsonl",
+            "captures/bt-mixed.pcap",
+        ]);
+        c.env_remove("P2PGUARD_THREAD_TIMES");
+        if let Some(v) = times {
+            c.env("P2PGUARD_THREAD_TIMES", v);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success());
+        (o.stdout, String::from_utf8(o.stderr).unwrap())
+    };
+    let (plain, quiet) = run(None);
+    let (timed, times) = run(Some("1"));
+    assert_eq!(plain, timed, "the report changed");
+    assert!(quiet.is_empty(), "{quiet}");
+    // A line per thread, the reading one first.
+    let lines: Vec<&str> = times.lines().collect();
+    assert_eq!(lines.len(), 3, "{times}");
+    assert!(
+        lines[0].starts_with("P2PGUARD_THREAD_TIMES: thread 0 (reads): reading "),
+        "{times}"
+    );
+    assert!(
+        lines[1].starts_with("P2PGUARD_THREAD_TIMES: thread 1: "),
+        "{times}"
+    );
+    assert!(
+        lines[2].starts_with("P2PGUARD_THREAD_TIMES: thread 2: "),
+        "{times}"
+    );
+    assert!(lines.iter().all(|l| l.contains(" s")), "{times}");
+    // "0" is off.
+    let (_, off) = run(Some("0"));
+    assert!(off.is_empty(), "{off}");
+}
+
+#[test]
 fn reads_standard_input_like_a_file() {
     let from_file = p2pguard()
         .args(["analyze", "-f", "jsonl", "captures/bt-dht.pcap"])

@@ -22,6 +22,7 @@ mod merge;
 mod one_thread;
 pub mod parallel;
 pub mod shared;
+pub mod times;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

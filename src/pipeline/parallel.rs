@@ -23,6 +23,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use super::merge::{Merge, push_in_order};
 use super::shared::{Keyed, Shared};
+use super::times::{Activity, Times};
 use super::{
     ChunkCutter, Event, PacketOutcome, PipelineStats, SHARDS, Shard, SharedAccess, Worker,
     add_table_stats, shard_of,
@@ -823,21 +824,22 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
     let renderer = sink.renderer();
     let render = renderer.as_deref();
     let mut reader0 = workers.remove(0);
+    let timed = Times::wanted();
+    let mut times = Times::new(timed);
 
-    std::thread::scope(|scope| {
+    let (stats, worker_times) = std::thread::scope(|scope| {
         let (result_tx, result_rx) = channel::<(usize, ChunkResult)>();
         let mut jobs: Vec<Sender<Job>> = Vec::new();
+        let mut handles = Vec::new();
         for (i, worker) in workers.into_iter().enumerate() {
             let (tx, rx) = channel::<Job>();
             jobs.push(tx);
             let (result_tx, shared, applied) = (result_tx.clone(), &shared, &applied);
-            std::thread::Builder::new()
+            let handle = std::thread::Builder::new()
                 .name(format!("p2pguard-{}", i + 1))
                 .spawn_scoped(scope, move || {
                     work(
-                        i + 1,
-                        threads,
-                        spin,
+                        (i + 1, threads, spin, timed),
                         worker,
                         rx,
                         result_tx,
@@ -847,6 +849,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
                     )
                 })
                 .expect("cannot start a thread");
+            handles.push(handle);
         }
         drop(result_tx);
         let mut reader = Reader::new();
@@ -874,8 +877,10 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
             } else {
                 reader.read(source, spare.pop().unwrap_or_default())
             };
+            times.mark(Activity::Reading);
             let mut results: Vec<ChunkResult> = Vec::with_capacity(threads);
             applied.wait_for(chunk.number - 1);
+            times.mark(Activity::Waiting);
             {
                 let guard = shared.read().unwrap_or_else(|e| e.into_inner());
                 results.push(process_chunk(
@@ -889,6 +894,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
                     std::mem::take(&mut emptied[0]),
                 ));
             }
+            times.mark(Activity::Flows);
             results.resize_with(threads, ChunkResult::default);
             for _ in 1..threads {
                 match recv_spinning(&result_rx, spin).map(from_worker) {
@@ -896,6 +902,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
                     Err(_) => break,
                 }
             }
+            times.mark(Activity::Waiting);
             let (mut writes, mut unconfirmed) = (Vec::new(), Vec::new());
             for r in results.iter_mut() {
                 let runs = r.runs[..r.runs_used].iter_mut();
@@ -952,7 +959,9 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
                     let _ = tx.send(Job::Chunk(Arc::clone(n), want_outcomes, spare));
                 }
             }
+            times.mark(Activity::Handing);
             report(&chunk, &mut results, sink, want_outcomes);
+            times.mark(Activity::Reporting);
             for (buffer, r) in emptied.iter_mut().zip(results) {
                 *buffer = r;
             }
@@ -1019,11 +1028,23 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
         for tx in &jobs {
             let _ = tx.send(Job::Finish(usize::MAX));
         }
+        times.mark(Activity::Ending);
         drop(guard);
         let mut stats = merged(&latest, &shared, pool);
         stats.flows.peak = peak.max(stats.flows_open_at_end);
-        stats
-    })
+        let worker_times: Vec<Times> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect();
+        (stats, worker_times)
+    });
+    if times.on() {
+        eprintln!("{}: thread 0 (reads): {times}", super::times::ENV);
+        for (i, t) in worker_times.iter().enumerate() {
+            eprintln!("{}: thread {}: {t}", super::times::ENV, i + 1);
+        }
+    }
+    stats
 }
 
 /// A finish batch's results from a worker thread (`more` is in the
@@ -1116,28 +1137,29 @@ fn report(chunk: &Chunk, results: &mut [ChunkResult], sink: &mut dyn Sink, want_
     }
 }
 
-/// A worker thread: processes chunks until told to finish.
-#[allow(clippy::too_many_arguments)]
+/// A worker thread (`index` of `threads`): processes chunks until told to
+/// finish. Returns where its time went (see [`Times`]; counted if `timed`).
 fn work(
-    index: usize,
-    threads: usize,
-    spin: bool,
+    (index, threads, spin, timed): (usize, usize, bool, bool),
     mut worker: Worker,
     jobs: Receiver<Job>,
     results: Sender<(usize, ChunkResult)>,
     pool: &Pool,
     (shared, applied): (&RwLock<Shared>, &Applied),
     render: Option<&RenderRecord>,
-) {
+) -> Times {
     // The first worker thread applies the chunks' writes.
     let _exit = WorkerExit {
         results: &results,
         applied: (index == 1).then_some(applied),
     };
+    let mut times = Times::new(timed);
     while let Ok(job) = recv_spinning(&jobs, spin) {
+        times.mark(Activity::Waiting);
         match job {
             Job::Chunk(chunk, want_outcomes, buffers) => {
                 applied.wait_for(chunk.number - 1);
+                times.mark(Activity::Waiting);
                 let r = {
                     let guard = shared.read().unwrap_or_else(|e| e.into_inner());
                     process_chunk(
@@ -1152,13 +1174,17 @@ fn work(
                     )
                 };
                 drop(chunk);
+                times.mark(Activity::Flows);
                 if results.send((index, r)).is_err() {
-                    return;
+                    return times;
                 }
             }
             Job::Policy(p) => worker.set_policy(p),
             Job::Rules(r) => worker.reload_rules(r),
-            Job::Apply(p) => p.apply(shared, applied),
+            Job::Apply(p) => {
+                p.apply(shared, applied);
+                times.mark(Activity::Applying);
+            }
             // 1: the first batch, 0: the next one, anything else: done.
             Job::Finish(first @ (0 | 1)) => {
                 let (mut r, more) = {
@@ -1167,13 +1193,15 @@ fn work(
                     finish_batch(&mut worker, &guard, adopt, render)
                 };
                 r.open_flows = u64::from(more);
+                times.mark(Activity::Ending);
                 if results.send((index, r)).is_err() {
-                    return;
+                    return times;
                 }
             }
-            Job::Finish(_) => return,
+            Job::Finish(_) => return times,
         }
     }
+    times
 }
 
 /// Receives from `rx`, polling for a short while first if `spin`: the

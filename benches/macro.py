@@ -21,7 +21,8 @@ On one large capture (by default ``target/bench/mix.pcap``, written by the
   fewer), its map grows from empty (rehashing as it goes), and it does not
   fetch what a look-up reads ahead, as p2pguard's table does;
 * ``p2pguard -t 1`` and ``p2pguard -t N``: ``p2pguard analyze -q -t T -o FILE
-  CAPTURE``, its default report (the summary: totals, P2P flows by protocol,
+  CAPTURE`` (for N > 1 with ``P2PGUARD_THREAD_TIMES=1``, so that RESULTS.md
+  says where each thread's time went in each round), its default report (the summary: totals, P2P flows by protocol,
   top hosts) written to a file, as ndpiReader is timed with its own report
   off; and once each with the full report, ``-f jsonl`` (one JSON line per
   flow), timed too and shown apart, for the verdict check;
@@ -167,13 +168,15 @@ class Run:
 
 
 def run_measured(label: str, argv: list[str], stdout: Path | None, workdir: Path,
-                 gnu_time: str) -> Run:
+                 gnu_time: str, env: dict[str, str] | None = None) -> Run:
     """Run argv to completion, timed, and return its wall time and peak RSS.
 
     argv runs under GNU time, which writes "MAXRSS_KIB EXIT_STATUS" to a file
     (after a "Command terminated by signal N" line if a signal ended it).
-    stdout goes to the file `stdout` (or /dev/null); stderr to a file, shown
-    if the tool fails. A non-zero exit or a signal is a BenchError.
+    stdout goes to the file `stdout` (or /dev/null); stderr to a file
+    (workdir/stderr.txt, kept until the next run), shown if the tool fails.
+    `env`: variables added to the environment. A non-zero exit or a signal is
+    a BenchError.
     """
     err_path = workdir / "stderr.txt"
     usage_path = workdir / "usage.txt"
@@ -181,7 +184,8 @@ def run_measured(label: str, argv: list[str], stdout: Path | None, workdir: Path
     with open(stdout if stdout else os.devnull, "wb") as out, open(err_path, "wb") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen([gnu_time, "-f", "%M %x", "-o", str(usage_path)] + argv,
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                env={**os.environ, **env} if env else None)
         # Reaped with os.wait4 rather than Popen.wait only to stop the clock
         # at the exact moment; tell Popen it is done so it never waits again.
         _, status, _ = os.wait4(proc.pid, 0)
@@ -504,6 +508,22 @@ class Tool:
         return max(r.maxrss_kib for r in self.runs)
 
 
+# p2pguard's switch for the time each thread spent (src/pipeline/times.rs).
+THREAD_TIMES = "P2PGUARD_THREAD_TIMES"
+
+
+def read_thread_times(path: Path) -> list[str]:
+    """The lines p2pguard printed for THREAD_TIMES ("thread 0 (reads):
+    reading 0.352 s, ..."), its prefix taken off; a BenchError if there are
+    none (it no longer prints them: the bench would silently lose them)."""
+    prefix = THREAD_TIMES + ": "
+    lines = [line[len(prefix):] for line in path.read_text(errors="replace").splitlines()
+             if line.startswith(prefix)]
+    if not lines:
+        raise BenchError(f"p2pguard printed no {THREAD_TIMES} lines to {path}")
+    return lines
+
+
 def hold_in_page_cache(path: Path) -> tuple[mmap.mmap, float]:
     """Map the whole file and fault every page in; return the mapping (keep it
     for as long as the file must stay in memory) and the seconds it took.
@@ -635,6 +655,7 @@ def main() -> int:
         del tools["copies"]  # one copy is the 1-thread run
     cap = str(capture)
     reports: dict[tuple[str, int], Report] = {}  # (tool key, round) -> report
+    thread_times: list[list[str]] = []  # per N-thread run, a line per thread
     packets = frame_bytes = None
 
     if args.tmpdir is None and os.access("/dev/shm", os.W_OK):
@@ -672,7 +693,13 @@ def main() -> int:
                     run = run_concurrent(tool.label, argvs, work, gnu_time)
                 else:
                     p2p = key in ("t1", "tn", "t1j", "tnj")
-                    run = run_measured(tool.label, argv, None if p2p else out, work, gnu_time)
+                    # N threads say where each thread's time went (on
+                    # standard error; it reads a clock a few times a chunk).
+                    env = {THREAD_TIMES: "1"} if key == "tn" and n > 1 else None
+                    run = run_measured(tool.label, argv, None if p2p else out, work, gnu_time,
+                                       env)
+                    if env:
+                        thread_times.append(read_thread_times(work / "stderr.txt"))
                 tool.runs.append(run)
                 log(f"[round {r}/{args.runs}] {tool.label}: {run.seconds:.3f} s, "
                     f"peak RSS {mib(run.maxrss_kib)} MiB")
@@ -820,6 +847,8 @@ def main() -> int:
     print("\n".join(full_table))
     print()
     print("\n".join(ratios + by_round))
+    for r, lines in enumerate(thread_times, 1):
+        print(f"round {r}, {n} threads: " + "; ".join(lines))
     print()
     print("\n".join(stats_table))
     print()
@@ -866,6 +895,12 @@ def main() -> int:
     md += ["Each ratio is the first tool's packets/s over the second's, on median times "
            "(so `2x` means twice as fast); PASS when it reaches the target of project issue 5.", ""]
     md += by_round + ([""] if by_round else [])
+    if thread_times:
+        md += [f"Where each thread's time went in the {n}-thread runs (`{THREAD_TIMES}=1`, "
+               "see the README's \"How analysis runs\"; thread 0 reads the capture):", ""]
+        for r, lines in enumerate(thread_times, 1):
+            md += [f"- round {r} ({tools['tn'].runs[r - 1].seconds:.3f} s): " + "; ".join(lines)]
+        md += [""]
     md += ["## p2pguard's stats", ""] + stats_table + [""]
     md += ["## Verdicts", ""] + ["```text"] + verdict_lines + ["```", ""]
     # The tools' command lines, as run (TMP: the temporary directory).
@@ -879,7 +914,8 @@ def main() -> int:
            shlex.join([shown(counter), "--stdio-buffer", str(STDIO_BUFFER), capture_shown])
            + "  > TMP/count.txt",
            shlex.join([pg, "analyze", "-q", "-t", "1", "-o", "TMP/t1.txt", capture_shown]),
-           shlex.join([pg, "analyze", "-q", "-t", str(n), "-o", "TMP/tn.txt", capture_shown]),
+           (f"{THREAD_TIMES}=1 " if n > 1 else "")
+           + shlex.join([pg, "analyze", "-q", "-t", str(n), "-o", "TMP/tn.txt", capture_shown]),
            shlex.join([pg, "analyze", "-q", "-t", "1", "-f", "jsonl", "-o", "TMP/t1.jsonl", capture_shown]),
            shlex.join([pg, "analyze", "-q", "-t", str(n), "-f", "jsonl", "-o", "TMP/tn.jsonl", capture_shown]),
            shlex.join([ndpi, "-i", capture_shown, "-q"]) + "  > /dev/null"]

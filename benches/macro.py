@@ -22,9 +22,10 @@ On one large capture (by default ``target/bench/mix.pcap``, written by the
   fetch what a look-up reads ahead, as p2pguard's table does;
 * ``p2pguard -t 1`` and ``p2pguard -t N``: ``p2pguard analyze -q -t T -o FILE
   CAPTURE`` (for N > 1 with ``P2PGUARD_THREAD_TIMES=1``, so that RESULTS.md
-  says where each thread's time went in each round), its default report (the summary: totals, P2P flows by protocol,
-  top hosts) written to a file, as ndpiReader is timed with its own report
-  off; and once each with the full report, ``-f jsonl`` (one JSON line per
+  says where each thread's time went in each round; it reads a clock a few
+  times a chunk, an overhead not measured apart), its default report (the
+  summary: totals, P2P flows by protocol, top hosts) written to a file, as
+  ndpiReader is timed with its own report off; and once each with the full report, ``-f jsonl`` (one JSON line per
   flow), timed too and shown apart, for the verdict check;
 * ``ndpiReader``: ``ndpiReader -i CAPTURE -q`` (Debian's libndpi-bin; one
   thread, its default for a file), output to /dev/null;
@@ -175,8 +176,9 @@ def run_measured(label: str, argv: list[str], stdout: Path | None, workdir: Path
     (after a "Command terminated by signal N" line if a signal ended it).
     stdout goes to the file `stdout` (or /dev/null); stderr to a file
     (workdir/stderr.txt, kept until the next run), shown if the tool fails.
-    `env`: variables added to the environment. A non-zero exit or a signal is
-    a BenchError.
+    `env`: variables added to the environment (from which THREAD_TIMES is
+    taken out otherwise, so that only the runs that ask for it are timed
+    per thread). A non-zero exit or a signal is a BenchError.
     """
     err_path = workdir / "stderr.txt"
     usage_path = workdir / "usage.txt"
@@ -185,7 +187,8 @@ def run_measured(label: str, argv: list[str], stdout: Path | None, workdir: Path
         t0 = time.perf_counter()
         proc = subprocess.Popen([gnu_time, "-f", "%M %x", "-o", str(usage_path)] + argv,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                env={**os.environ, **env} if env else None)
+                                env={**{k: v for k, v in os.environ.items() if k != THREAD_TIMES},
+                                     **(env or {})})
         # Reaped with os.wait4 rather than Popen.wait only to stop the clock
         # at the exact moment; tell Popen it is done so it never waits again.
         _, status, _ = os.wait4(proc.pid, 0)
@@ -512,15 +515,18 @@ class Tool:
 THREAD_TIMES = "P2PGUARD_THREAD_TIMES"
 
 
-def read_thread_times(path: Path) -> list[str]:
+def read_thread_times(path: Path, threads: int) -> list[str]:
     """The lines p2pguard printed for THREAD_TIMES ("thread 0 (reads):
-    reading 0.352 s, ..."), its prefix taken off; a BenchError if there are
-    none (it no longer prints them: the bench would silently lose them)."""
+    reading 0.352 s, ..."), one per thread in order, its prefix taken off; a
+    BenchError if they are not all there (the bench would silently lose
+    them)."""
     prefix = THREAD_TIMES + ": "
     lines = [line[len(prefix):] for line in path.read_text(errors="replace").splitlines()
              if line.startswith(prefix)]
-    if not lines:
-        raise BenchError(f"p2pguard printed no {THREAD_TIMES} lines to {path}")
+    expected = ["thread 0 (reads): "] + [f"thread {t}: " for t in range(1, threads)]
+    if len(lines) != threads or not all(l.startswith(e) for l, e in zip(lines, expected)):
+        raise BenchError(f"p2pguard printed {len(lines)} {THREAD_TIMES} lines to {path}, "
+                         f"not one per thread of {threads} in order: {lines}")
     return lines
 
 
@@ -699,7 +705,7 @@ def main() -> int:
                     run = run_measured(tool.label, argv, None if p2p else out, work, gnu_time,
                                        env)
                     if env:
-                        thread_times.append(read_thread_times(work / "stderr.txt"))
+                        thread_times.append(read_thread_times(work / "stderr.txt", n))
                 tool.runs.append(run)
                 log(f"[round {r}/{args.runs}] {tool.label}: {run.seconds:.3f} s, "
                     f"peak RSS {mib(run.maxrss_kib)} MiB")

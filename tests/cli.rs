@@ -208,9 +208,53 @@ fn thread_times_go_to_standard_error_and_change_nothing_else() {
         "{times}"
     );
     assert!(lines.iter().all(|l| l.contains(" s")), "{times}");
+    assert!(lines[1].contains("flows "), "{times}");
     // "0" is off.
     let (_, off) = run(Some("0"));
     assert!(off.is_empty(), "{off}");
+    // One thread has no threads to time.
+    let one = p2pguard()
+        .args(["analyze", "-q", "-t", "1", "captures/bt-mixed.pcap"])
+        .env("P2PGUARD_THREAD_TIMES", "1")
+        .output()
+        .unwrap();
+    assert!(one.status.success() && one.stderr.is_empty());
+}
+
+#[test]
+fn thread_times_to_a_closed_standard_error_still_leave_the_report() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report.jsonl");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_p2pguard"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["analyze", "-q", "-t", "2", "-f", "jsonl", "-o"])
+        .arg(&out)
+        .arg("captures/bt-mixed.pcap")
+        .env("P2PGUARD_THREAD_TIMES", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Nothing reads standard error: the times are written to a closed pipe.
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let plain = p2pguard()
+        .args([
+            "analyze",
+            "-q",
+            "-t",
+            "2",
+            "-f",
+            "jsonl",
+            "captures/bt-mixed.pcap",
+        ])
+        .env_remove("P2PGUARD_THREAD_TIMES")
+        .output()
+        .unwrap();
+    assert!(!plain.stdout.is_empty());
+    assert_eq!(std::fs::read(&out).unwrap(), plain.stdout);
 }
 
 #[test]

@@ -1039,9 +1039,13 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
         (stats, worker_times)
     });
     if times.on() {
-        eprintln!("{}: thread 0 (reads): {times}", super::times::ENV);
+        // Written as well as may be: a closed standard error must not
+        // fail the run (eprintln! would panic).
+        use std::io::Write;
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{}: thread 0 (reads): {times}", super::times::ENV);
         for (i, t) in worker_times.iter().enumerate() {
-            eprintln!("{}: thread {}: {t}", super::times::ENV, i + 1);
+            let _ = writeln!(err, "{}: thread {}: {t}", super::times::ENV, i + 1);
         }
     }
     stats
@@ -1179,8 +1183,14 @@ fn work(
                     return times;
                 }
             }
-            Job::Policy(p) => worker.set_policy(p),
-            Job::Rules(r) => worker.reload_rules(r),
+            Job::Policy(p) => {
+                worker.set_policy(p);
+                times.mark(Activity::Applying);
+            }
+            Job::Rules(r) => {
+                worker.reload_rules(r);
+                times.mark(Activity::Applying);
+            }
             Job::Apply(p) => {
                 p.apply(shared, applied);
                 times.mark(Activity::Applying);

@@ -1,8 +1,9 @@
 //! Where each thread of the parallel engine spends its time, for tuning
-//! `--threads`: with `P2PGUARD_THREAD_TIMES=1` in the environment, the
-//! engine prints one line per thread to standard error when it is done.
-//! Off by default (it then reads no clock); the report itself never
-//! depends on it.
+//! `--threads`: with `P2PGUARD_THREAD_TIMES` set (to anything but empty or
+//! `0`), the engine prints one line per thread to standard error when it is
+//! done. Off by default (it then reads no clock); the report itself never
+//! depends on it. The times are wall-clock time between marks, so a thread
+//! the system did not run counts as doing what it was doing.
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -13,19 +14,24 @@ pub const ENV: &str = "P2PGUARD_THREAD_TIMES";
 /// What a thread was doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activity {
-    /// Reading frames into a chunk (libpcap, the copy, decoding).
+    /// Reading frames into a chunk (libpcap, the copy, decoding); in live
+    /// capture this includes waiting for packets.
     Reading,
     /// Tracking and inspecting flows: a chunk's shards.
     Flows,
     /// Waiting for another thread.
     Waiting,
-    /// Applying a chunk's cross-flow writes.
+    /// Applying a chunk's cross-flow writes, or new rules or a new policy.
     Applying,
-    /// Gathering a chunk's results and handing out the next chunk.
+    /// Gathering a chunk's results and handing out the next chunk; this
+    /// includes the sink's end-of-chunk work (in live capture a statistics
+    /// line, which first applies the chunk's writes, and reloads).
     Handing,
     /// Handing the finished chunk's events to the report.
     Reporting,
-    /// Ending the flows still open at the end of the input.
+    /// Ending the flows still open at the end of the input (for the
+    /// reading thread, with waiting for the others' batches and reporting
+    /// them).
     Ending,
 }
 

@@ -88,13 +88,19 @@ fn recorded_frames() -> Vec<(u64, Vec<u8>, u32)> {
     frames
 }
 
-/// Writes the recordings, with the flood mixed in if `flood`, in time
-/// order; returns the frames written.
-fn write_capture(path: &Path, flood: bool) -> u64 {
-    let dead = pcap::Capture::dead_with_precision(pcap::Linktype::ETHERNET, pcap::Precision::Nano)
-        .unwrap();
-    let mut file = dead.savefile(path).unwrap();
-    let mut write = |ns: u64, data: &[u8], len: u32| {
+/// A pcap file (nanosecond timestamps) written frame by frame, times
+/// given in nanoseconds from the flood's start.
+struct Writer(pcap::Savefile);
+
+impl Writer {
+    fn create(path: &Path) -> Writer {
+        let dead =
+            pcap::Capture::dead_with_precision(pcap::Linktype::ETHERNET, pcap::Precision::Nano)
+                .unwrap();
+        Writer(dead.savefile(path).unwrap())
+    }
+
+    fn write(&mut self, ns: u64, data: &[u8], len: u32) {
         let ts = Timestamp::from_secs(1_700_000_000).as_nanos() + ns;
         let header = pcap::PacketHeader {
             ts: libc::timeval {
@@ -104,8 +110,14 @@ fn write_capture(path: &Path, flood: bool) -> u64 {
             caplen: data.len() as u32,
             len,
         };
-        file.write(&pcap::Packet::new(&header, data));
-    };
+        self.0.write(&pcap::Packet::new(&header, data));
+    }
+}
+
+/// Writes the recordings, with the flood mixed in if `flood`, in time
+/// order; returns the frames written.
+fn write_capture(path: &Path, flood: bool) -> u64 {
+    let mut file = Writer::create(path);
     let recorded = recorded_frames();
     let mut recorded = recorded.iter().peekable();
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
@@ -113,18 +125,18 @@ fn write_capture(path: &Path, flood: bool) -> u64 {
     for i in 0..if flood { FLOOD_FLOWS } else { 0 } {
         let at = i * FLOOD_SPAN_NS / FLOOD_FLOWS;
         while let Some((t, data, len)) = recorded.next_if(|r| r.0 <= at) {
-            write(*t, data, *len);
+            file.write(*t, data, *len);
             written += 1;
         }
         let f = flood_frame(i, &mut rng);
-        write(at, &f, f.len() as u32);
+        file.write(at, &f, f.len() as u32);
         written += 1;
     }
     for (t, data, len) in recorded {
-        write(*t, data, *len);
+        file.write(*t, data, *len);
         written += 1;
     }
-    file.flush().unwrap();
+    file.0.flush().unwrap();
     written
 }
 
@@ -340,5 +352,181 @@ fn a_flood_of_new_flows_stays_within_the_flow_cap_and_p2p_is_still_named() {
             .filter(|l| l["event"] == "flow" && is_flood(l))
             .count();
         assert_eq!(flood_named, 0, "flood flows named P2P");
+    }
+}
+
+/// Runs `p2pguard analyze -f jsonl` with `args`; returns its report and its
+/// standard error.
+fn run_jsonl(args: &[&str]) -> (Vec<serde_json::Value>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_p2pguard"))
+        .args(["analyze", "-q", "-f", "jsonl"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "p2pguard {args:?}: {}", out.status);
+    let report = String::from_utf8(out.stdout).unwrap();
+    (parse(&report), String::from_utf8(out.stderr).unwrap())
+}
+
+/// The flow records of the TCP conversation between `a` and `b`.
+fn records_of(
+    lines: &[serde_json::Value],
+    (a, b): (SocketAddr, SocketAddr),
+) -> Vec<&serde_json::Value> {
+    let want = pair("tcp", &a.to_string(), &b.to_string());
+    lines
+        .iter()
+        .filter(|l| l["event"] == "flow" && l["transport"] == "tcp")
+        .filter(|l| {
+            let ep =
+                |ip: &str, port: &str| endpoint(l[ip].as_str().unwrap(), l[port].as_u64().unwrap());
+            pair("tcp", &ep("src_ip", "src_port"), &ep("dst_ip", "dst_port")) == want
+        })
+        .collect()
+}
+
+/// A flood made of flows picked to land in the flow table of one
+/// encrypted BitTorrent connection, as a sender could pick them if it knew
+/// the hash that splits flows between the 64 tables: with that hash's seed
+/// it evicts the connection after 1/64 of the flood the flow cap needs,
+/// and by default (a seed drawn for the run) it spreads and evicts nothing.
+#[test]
+fn a_flood_aimed_at_the_table_of_one_flow_evicts_it_only_under_a_known_seed() {
+    use p2pguard::decode::{self, Transport};
+    use p2pguard::flow::{Endpoint, FlowKey};
+    use p2pguard::pipeline::SHARDS;
+
+    const KNOWN_SEED: u64 = 0x5eed;
+    const MAX: u64 = 6_400; // 100 flows a table
+    const AIMED: u64 = 400;
+    let dir = tempfile::tempdir().unwrap();
+    let recording = root().join("captures/bt-mse-tcp.pcap");
+
+    // The encrypted connection: the one the protocol's own evidence names
+    // as MSE in the recording alone.
+    let (alone, _) = run_jsonl(&[recording.to_str().unwrap()]);
+    let mse = alone
+        .iter()
+        .find(|l| {
+            l["event"] == "flow"
+                && l["evidence"]
+                    .as_array()
+                    .is_some_and(|e| e.iter().any(|e| e == "bittorrent.mse"))
+        })
+        .expect("an MSE connection in the recording");
+    let addr = |ip: &str, port: &str| {
+        SocketAddr::new(
+            mse[ip].as_str().unwrap().parse().unwrap(),
+            mse[port].as_u64().unwrap() as u16,
+        )
+    };
+    let conn = (addr("src_ip", "src_port"), addr("dst_ip", "dst_port"));
+    let ep = |a: SocketAddr| Endpoint::new(a.ip(), a.port());
+    let table = |seed: u64, transport, a, b| {
+        FlowKey::shard_hash(seed, transport, ep(a), ep(b)) % SHARDS as u64
+    };
+    let target = table(KNOWN_SEED, Transport::Tcp, conn.0, conn.1);
+
+    // UDP flows from 10.0.0.0/8 to 198.18.0.0/15, kept if they land in the
+    // connection's table under the known seed.
+    let mut aimed = Vec::new();
+    for i in 0u32.. {
+        let src = SocketAddr::new(
+            Ipv4Addr::from(0x0a00_0000 | (i >> 8)).into(),
+            1024 + (i & 0xff) as u16,
+        );
+        let dst = SocketAddr::new(Ipv4Addr::new(198, 18, 0, 1).into(), 53_000);
+        if table(KNOWN_SEED, Transport::Udp, src, dst) == target {
+            let ip = synth::ip_packet(src, dst, L4::Udp, &[0x42; 32]);
+            aimed.push(synth::frame(LinkType::ETHERNET, &ip, &[]));
+            if aimed.len() as u64 == AIMED {
+                break;
+            }
+        }
+    }
+
+    // The recording with the aimed flood right after the connection's
+    // first payload packet, before the other side's answer.
+    let path = dir.path().join("aimed.pcap");
+    let mut file = Writer::create(&path);
+    let mut cap = CaptureFile::open(recording.to_str().unwrap()).unwrap();
+    let (mut first, mut flooded) = (None, false);
+    while let Some(f) = cap.next_frame().unwrap() {
+        let ns = f.ts.as_nanos() - *first.get_or_insert(f.ts.as_nanos());
+        file.write(ns, f.data, f.wire_len);
+        let of_conn = decode::decode(LinkType::ETHERNET, f.data).is_ok_and(|p| {
+            let (s, d) = (
+                SocketAddr::new(p.src, p.src_port),
+                SocketAddr::new(p.dst, p.dst_port),
+            );
+            !p.payload.is_empty() && ((s, d) == conn || (d, s) == conn)
+        });
+        if of_conn && !flooded {
+            for (k, frame) in aimed.iter().enumerate() {
+                file.write(ns + 1 + k as u64, frame, frame.len() as u32);
+            }
+            flooded = true;
+        }
+    }
+    file.0.flush().unwrap();
+    drop(file);
+    assert!(
+        flooded,
+        "the connection's first payload packet was not found"
+    );
+
+    let max = MAX.to_string();
+    let path = path.to_str().unwrap();
+    // The seed the flood was made for: the connection is evicted.
+    let seed = KNOWN_SEED.to_string();
+    let (known, stderr) = run_jsonl(&["--max-flows", &max, "--flow-hash-seed", &seed, path]);
+    let evicted = |lines: &[serde_json::Value]| {
+        lines.last().unwrap()["flow_table"]["evicted"]
+            .as_u64()
+            .unwrap()
+    };
+    let records = records_of(&known, conn);
+    let ends: Vec<&str> = records.iter().map(|r| r["end"].as_str().unwrap()).collect();
+    eprintln!(
+        "aimed flood under the known seed: {} flows evicted, the connection's records: {:?}",
+        evicted(&known),
+        records
+            .iter()
+            .map(|r| (&r["end"], &r["evidence"]))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        ends.contains(&"evicted"),
+        "the aimed flood did not evict the connection: {ends:?}"
+    );
+    assert!(
+        stderr.contains(&format!("--flow-hash-seed {KNOWN_SEED}")),
+        "{stderr}"
+    );
+
+    // A seed drawn for the run: the same flood spreads over the tables.
+    for run in 0..3 {
+        let (drawn, stderr) = run_jsonl(&["--max-flows", &max, path]);
+        let records = records_of(&drawn, conn);
+        eprintln!(
+            "aimed flood, seed drawn (run {run}): {} flows evicted, the connection's records: {:?}",
+            evicted(&drawn),
+            records
+                .iter()
+                .map(|r| (&r["end"], &r["evidence"]))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(evicted(&drawn), 0, "{stderr}");
+        assert!(stderr.is_empty(), "{stderr}");
+        assert_eq!(records.len(), 1, "the connection was split: {records:?}");
+        assert!(
+            records[0]["evidence"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e == "bittorrent.mse"),
+            "{:?}",
+            records[0]
+        );
     }
 }

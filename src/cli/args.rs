@@ -140,7 +140,8 @@ pub struct AnalyzeArgs {
 
     /// Threads to use, the one reading the input included (default: one
     /// per CPU). Flows are split between threads by their endpoints; the
-    /// report is the same for any number.
+    /// report is the same for any number (if the flow table overflows,
+    /// given the same --flow-hash-seed).
     #[arg(short = 't', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: Option<u16>,
 
@@ -204,6 +205,15 @@ pub struct DetectArgs {
     /// Idle timeout of UDP flows.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub udp_timeout: u64,
+
+    /// Seed of the hash that splits flows between the 64 flow tables, each
+    /// holding a 64th of --max-flows. By default a new random one for
+    /// every run, so that no sender can pick flows that all land in the
+    /// table of one flow and evict it with a 64th of the flood it would
+    /// take otherwise. Give one to evict the same flows again from the
+    /// same input (`analyze` prints the seed of a run that evicted).
+    #[arg(long, value_name = "N")]
+    pub flow_hash_seed: Option<u64>,
 }
 
 /// Settings of the long-running commands (`live`, `inline`, `nfqueue`).

@@ -122,27 +122,24 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
-    /// A hash of the conversation between `a` and `b` that is the same
-    /// whichever is given first and on every run and machine (unlike the
-    /// flow table's seeded one): it decides which shard, and so which
-    /// thread, owns a flow. Each side is mixed alone and the two are added,
-    /// so it needs no comparison of the endpoints (whose outcome, on mixed
-    /// traffic, the CPU mispredicts half the time).
-    pub fn stable_hash(transport: Transport, a: Endpoint, b: Endpoint) -> u64 {
-        fn side(ep: Endpoint) -> u64 {
-            let x = u128::from_be_bytes(ep.addr);
-            let h = ((x as u64) ^ ((x >> 64) as u64).rotate_left(29))
-                .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            let h = (h ^ (h >> 32) ^ u64::from(ep.port)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            h ^ (h >> 31)
-        }
-        let mut h = side(a).wrapping_add(side(b)) ^ transport as u64;
-        // MurmurHash3's finaliser, so every bit of the key reaches the top.
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
+    /// A hash of the conversation between `a` and `b`, the same whichever
+    /// is given first, keyed by `seed`: it decides which shard, and so
+    /// which thread, owns a flow. Each side is hashed alone (foldhash, with
+    /// the transport) and the two are added, so it needs no comparison of
+    /// the endpoints (whose outcome, on mixed traffic, the CPU mispredicts
+    /// half the time).
+    ///
+    /// Keyed because each shard's table holds only its share of the flow
+    /// cap: with a hash anyone can compute, a flood made of flows picked to
+    /// land in the shard of one flow evicts that flow with a 64th of the
+    /// flows it takes otherwise. With a seed the sender does not know, a
+    /// flood spreads over the shards whatever flows it is made of.
+    pub fn shard_hash(seed: u64, transport: Transport, a: Endpoint, b: Endpoint) -> u64 {
+        use std::hash::BuildHasher;
+        let state = foldhash::quality::FixedState::with_seed(seed);
+        let side =
+            |e: Endpoint| state.hash_one((u128::from_be_bytes(e.addr), e.port, transport as u8));
+        side(a).wrapping_add(side(b))
     }
 
     /// The key for a packet from `src` to `dst`, and whether `src` is the
@@ -214,29 +211,40 @@ mod tests {
     }
 
     #[test]
-    fn the_stable_hash_is_symmetric_and_spreads_flows() {
+    fn the_shard_hash_is_symmetric_keyed_and_spreads_flows() {
         let a = Endpoint::new("10.0.0.1".parse().unwrap(), 6881);
         let b = Endpoint::new("2001:db8::2".parse().unwrap(), 51413);
-        let h = FlowKey::stable_hash(Transport::Tcp, a, b);
-        assert_eq!(h, FlowKey::stable_hash(Transport::Tcp, b, a));
-        assert_ne!(h, FlowKey::stable_hash(Transport::Udp, a, b));
-        // The same number as on any other run or machine.
-        assert_eq!(h, FlowKey::stable_hash(Transport::Tcp, a, b));
+        let h = FlowKey::shard_hash(7, Transport::Tcp, a, b);
+        assert_eq!(h, FlowKey::shard_hash(7, Transport::Tcp, b, a));
+        assert_ne!(h, FlowKey::shard_hash(7, Transport::Udp, a, b));
+        // The same seed gives the same number on any run or machine.
+        assert_eq!(h, FlowKey::shard_hash(7, Transport::Tcp, a, b));
         // Flows that differ in one port or address byte fill 64 shards
-        // about evenly.
-        let mut shards = [0u32; 64];
-        for i in 0..64_000u32 {
-            let src = Endpoint::new(
-                std::net::Ipv4Addr::from(0x0a00_0000 | (i / 1000)).into(),
-                (i % 1000) as u16 + 1024,
+        // about evenly, whatever the seed; and flows picked to share a shard
+        // under one seed spread over the shards under another.
+        for seed in [0, 7, u64::MAX] {
+            let mut shards = [0u32; 64];
+            let mut picked = [0u32; 64];
+            for i in 0..64_000u32 {
+                let src = Endpoint::new(
+                    std::net::Ipv4Addr::from(0x0a00_0000 | (i / 1000)).into(),
+                    (i % 1000) as u16 + 1024,
+                );
+                let s = (FlowKey::shard_hash(seed, Transport::Udp, src, a) % 64) as usize;
+                shards[s] += 1;
+                if FlowKey::shard_hash(seed ^ 1, Transport::Udp, src, a) % 64 == 5 {
+                    picked[s] += 1;
+                }
+            }
+            assert!(
+                shards.iter().all(|&n| (800..1200).contains(&n)),
+                "seed {seed}: {shards:?}"
             );
-            let h = FlowKey::stable_hash(Transport::Udp, src, a);
-            shards[(h % 64) as usize] += 1;
+            assert!(
+                picked.iter().all(|&n| n < 40),
+                "seed {seed}: flows of one shard under another seed: {picked:?}"
+            );
         }
-        assert!(
-            shards.iter().all(|&n| (800..1200).contains(&n)),
-            "{shards:?}"
-        );
     }
 
     #[test]

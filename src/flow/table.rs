@@ -34,6 +34,12 @@ pub struct FlowConfig {
     pub tcp_closing_timeout: Duration,
     /// Idle timeout of a UDP flow.
     pub udp_timeout: Duration,
+    /// Seed of the hash that splits flows between the engine's shards,
+    /// whose tables each hold a share of `max_flows` (see
+    /// [`FlowKey::shard_hash`](super::FlowKey::shard_hash)): which flows
+    /// are evicted depends on it, nothing else does. The command line draws
+    /// a new one for every run unless given one.
+    pub hash_seed: u64,
 }
 
 impl Default for FlowConfig {
@@ -44,6 +50,7 @@ impl Default for FlowConfig {
             tcp_established_timeout: Duration::from_secs(300),
             tcp_closing_timeout: Duration::from_secs(15),
             udp_timeout: Duration::from_secs(60),
+            hash_seed: 0,
         }
     }
 }

@@ -57,11 +57,12 @@ pub fn shard_cap(max_flows: usize, shard: usize) -> usize {
     (max_flows / SHARDS + extra).max(1)
 }
 
-/// The shard that owns the flow of `packet`.
-pub fn shard_of(packet: &Packet<'_>) -> usize {
+/// The shard that owns the flow of `packet`, by the hash seeded with
+/// `seed` ([`FlowConfig::hash_seed`]).
+pub fn shard_of(packet: &Packet<'_>, seed: u64) -> usize {
     let src = Endpoint::new(packet.src, packet.src_port);
     let dst = Endpoint::new(packet.dst, packet.dst_port);
-    (FlowKey::stable_hash(packet.transport, src, dst) % SHARDS as u64) as usize
+    (FlowKey::shard_hash(seed, packet.transport, src, dst) % SHARDS as u64) as usize
 }
 
 /// Cuts the input into chunks; see the module documentation.
@@ -335,6 +336,8 @@ pub struct Worker {
     /// Flows that end without being named P2P, decided or enforced on are
     /// only counted, not reported.
     p2p_records_only: bool,
+    /// See [`FlowConfig::hash_seed`].
+    hash_seed: u64,
 }
 
 /// Where a worker reads and writes the cross-flow state.
@@ -379,7 +382,13 @@ impl Worker {
             finishing: Vec::new(),
             idle: Vec::new(),
             p2p_records_only: false,
+            hash_seed: flows.hash_seed,
         }
+    }
+
+    /// The shard that owns the flow of `packet`.
+    pub fn shard_of(&self, packet: &Packet<'_>) -> usize {
+        shard_of(packet, self.hash_seed)
     }
 
     /// Gives up `shard` (if held), for another worker to take.
@@ -855,7 +864,7 @@ impl Pipeline {
             log: &mut self.log,
             unconfirmed: None,
         };
-        let shard = shard_of(&packet);
+        let shard = self.worker.shard_of(&packet);
         let outcome = self.worker.process(
             access,
             self.seq,

@@ -14,7 +14,7 @@ use super::parallel::{
     Control, EngineOptions, FINISH_BATCH, Next, Sink, Source, at_chunk_end, at_packet, event_order,
 };
 use super::shared::{Keyed, Shared};
-use super::{ChunkCutter, Event, PacketOutcome, PipelineStats, SharedAccess, Worker, shard_of};
+use super::{ChunkCutter, Event, PacketOutcome, PipelineStats, SharedAccess, Worker};
 use crate::decode;
 use crate::timestamp::Timestamp;
 
@@ -65,7 +65,7 @@ impl Run<'_> {
                     access,
                     self.seq,
                     frame.ts,
-                    shard_of(&packet),
+                    self.worker.shard_of(&packet),
                     (&packet, None),
                     frame.wire_len,
                     &mut |e| push_in_order(events, (key, e), event_order),

@@ -258,11 +258,14 @@ struct Reader {
     pending_data: Vec<u8>,
     ended: bool,
     chunks: u64,
+    /// See [`FlowConfig::hash_seed`].
+    hash_seed: u64,
 }
 
 impl Reader {
-    fn new() -> Reader {
+    fn new(hash_seed: u64) -> Reader {
         Reader {
+            hash_seed,
             cutter: ChunkCutter::default(),
             seq: 0,
             latest: Timestamp(0),
@@ -331,7 +334,7 @@ impl Reader {
                 ts: frame.ts,
                 wire_len: frame.wire_len,
                 frame: 0, // set in the chunk
-                shard: shard_of(&p) as u8,
+                shard: shard_of(&p, self.hash_seed) as u8,
                 src: p.src,
                 dst: p.dst,
                 src_port: p.src_port,
@@ -852,7 +855,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
             handles.push(handle);
         }
         drop(result_tx);
-        let mut reader = Reader::new();
+        let mut reader = Reader::new(options.flows.hash_seed);
         let mut latest: Vec<PipelineStats> = vec![PipelineStats::default(); threads];
         let mut peak = 0u64;
         let mut spare: Vec<Chunk> = Vec::new();

@@ -485,15 +485,19 @@ fn a_flood_aimed_at_the_table_of_one_flow_evicts_it_only_under_a_known_seed() {
             .as_u64()
             .unwrap()
     };
+    // How each of the connection's records ended, and its evidence.
+    let shown = |records: &[&serde_json::Value]| {
+        let shown = records
+            .iter()
+            .map(|r| format!("{} {}", r["end"], r["evidence"]));
+        shown.collect::<Vec<_>>().join("; ")
+    };
     let records = records_of(&known, conn);
     let ends: Vec<&str> = records.iter().map(|r| r["end"].as_str().unwrap()).collect();
     eprintln!(
-        "aimed flood under the known seed: {} flows evicted, the connection's records: {:?}",
+        "aimed flood under the known seed: {} flows evicted, the connection's records: {}",
         evicted(&known),
-        records
-            .iter()
-            .map(|r| (&r["end"], &r["evidence"]))
-            .collect::<Vec<_>>()
+        shown(&records)
     );
     assert!(
         ends.contains(&"evicted"),
@@ -509,12 +513,9 @@ fn a_flood_aimed_at_the_table_of_one_flow_evicts_it_only_under_a_known_seed() {
         let (drawn, stderr) = run_jsonl(&["--max-flows", &max, path]);
         let records = records_of(&drawn, conn);
         eprintln!(
-            "aimed flood, seed drawn (run {run}): {} flows evicted, the connection's records: {:?}",
+            "aimed flood, seed drawn (run {run}): {} flows evicted, the connection's records: {}",
             evicted(&drawn),
-            records
-                .iter()
-                .map(|r| (&r["end"], &r["evidence"]))
-                .collect::<Vec<_>>()
+            shown(&records)
         );
         assert_eq!(evicted(&drawn), 0, "{stderr}");
         assert!(stderr.is_empty(), "{stderr}");

@@ -554,3 +554,48 @@ fn every_cross_flow_table_is_bounded_by_its_option_and_counts_what_it_drops() {
     assert!(behaviour["endpoints"].as_u64().unwrap() <= 2, "{behaviour}");
     assert!(behaviour["evicted"].as_u64().unwrap() > 0, "{behaviour}");
 }
+
+/// The seed of the hash that splits flows between the flow tables is taken
+/// from the input (unless given), so a run that evicts flows, over inputs
+/// whose packet times go backwards between files, still gives the same
+/// report every time and on any number of threads; a seed given instead
+/// changes which flows share a table, so which are evicted.
+#[test]
+fn the_same_input_gives_the_same_report_evictions_included() {
+    let mut inputs: Vec<PathBuf> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("captures"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "pcap"))
+            .collect();
+    inputs.sort();
+    assert!(inputs.len() >= 20, "the project's captures are missing");
+    let report = |extra: &[&str]| {
+        let out = p2pguard()
+            .args(["analyze", "-q", "-f", "jsonl", "--max-flows", "64"])
+            .args(extra)
+            .args(&inputs)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        String::from_utf8(out).unwrap()
+    };
+    let first = report(&["-t", "1"]);
+    let stats: serde_json::Value = serde_json::from_str(first.lines().last().unwrap()).unwrap();
+    let evicted = stats["flow_table"]["evicted"].as_u64().unwrap();
+    assert!(evicted > 100, "too few evictions to tell: {evicted}");
+    for threads in ["1", "2", "3"] {
+        assert!(
+            report(&["-t", threads]) == first,
+            "{threads} thread(s): another report"
+        );
+    }
+    let seeded: Vec<String> = ["1", "2"]
+        .iter()
+        .map(|s| report(&["-t", "2", "--flow-hash-seed", s]))
+        .collect();
+    assert!(seeded[0] != seeded[1], "two seeds evicted the same flows");
+    assert!(seeded[0] == report(&["-t", "1", "--flow-hash-seed", "1"]));
+}

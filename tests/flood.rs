@@ -389,7 +389,8 @@ fn records_of(
 /// encrypted BitTorrent connection, as a sender could pick them if it knew
 /// the hash that splits flows between the 64 tables: with that hash's seed
 /// it evicts the connection after 1/64 of the flood the flow cap needs,
-/// and by default (a seed drawn for the run) it spreads and evicts nothing.
+/// and by default (the seed taken from the input's first packet, which the
+/// sender does not know) it spreads and evicts nothing.
 #[test]
 fn a_flood_aimed_at_the_table_of_one_flow_evicts_it_only_under_a_known_seed() {
     use p2pguard::decode::{self, Transport};
@@ -477,9 +478,6 @@ fn a_flood_aimed_at_the_table_of_one_flow_evicts_it_only_under_a_known_seed() {
 
     let max = MAX.to_string();
     let path = path.to_str().unwrap();
-    // The seed the flood was made for: the connection is evicted.
-    let seed = KNOWN_SEED.to_string();
-    let (known, stderr) = run_jsonl(&["--max-flows", &max, "--flow-hash-seed", &seed, path]);
     let evicted = |lines: &[serde_json::Value]| {
         lines.last().unwrap()["flow_table"]["evicted"]
             .as_u64()
@@ -492,33 +490,43 @@ fn a_flood_aimed_at_the_table_of_one_flow_evicts_it_only_under_a_known_seed() {
             .map(|r| format!("{} {}", r["end"], r["evidence"]));
         shown.collect::<Vec<_>>().join("; ")
     };
-    let records = records_of(&known, conn);
-    let ends: Vec<&str> = records.iter().map(|r| r["end"].as_str().unwrap()).collect();
-    eprintln!(
-        "aimed flood under the known seed: {} flows evicted, the connection's records: {}",
-        evicted(&known),
-        shown(&records)
-    );
-    assert!(
-        ends.contains(&"evicted"),
-        "the aimed flood did not evict the connection: {ends:?}"
-    );
-    assert!(
-        stderr.contains(&format!("--flow-hash-seed {KNOWN_SEED}")),
-        "{stderr}"
-    );
-
-    // A seed drawn for the run: the same flood spreads over the tables.
-    for run in 0..3 {
-        let (drawn, stderr) = run_jsonl(&["--max-flows", &max, path]);
-        let records = records_of(&drawn, conn);
+    let seed = KNOWN_SEED.to_string();
+    for threads in ["1", "2"] {
+        // The seed the flood was made for: the connection is evicted.
+        let known_seed = [
+            "--flow-hash-seed",
+            &seed,
+            "-t",
+            threads,
+            "--max-flows",
+            &max,
+            path,
+        ];
+        let (known, _) = run_jsonl(&known_seed);
+        let records = records_of(&known, conn);
+        let ends: Vec<&str> = records.iter().map(|r| r["end"].as_str().unwrap()).collect();
         eprintln!(
-            "aimed flood, seed drawn (run {run}): {} flows evicted, the connection's records: {}",
-            evicted(&drawn),
+            "aimed flood, {threads} thread(s), the seed it was made for: {} flows evicted, \
+             the connection's records: {}",
+            evicted(&known),
             shown(&records)
         );
-        assert_eq!(evicted(&drawn), 0, "{stderr}");
-        assert!(stderr.is_empty(), "{stderr}");
+        assert!(
+            ends.contains(&"evicted"),
+            "{threads} thread(s): the aimed flood did not evict the connection: {ends:?}"
+        );
+
+        // The seed taken from the first packet: the same flood spreads over
+        // the tables.
+        let (own, stderr) = run_jsonl(&["-t", threads, "--max-flows", &max, path]);
+        let records = records_of(&own, conn);
+        eprintln!(
+            "aimed flood, {threads} thread(s), the seed taken from the input: {} flows evicted, \
+             the connection's records: {}",
+            evicted(&own),
+            shown(&records)
+        );
+        assert_eq!(evicted(&own), 0, "{stderr}");
         assert_eq!(records.len(), 1, "the connection was split: {records:?}");
         assert!(
             records[0]["evidence"]

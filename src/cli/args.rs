@@ -140,8 +140,7 @@ pub struct AnalyzeArgs {
 
     /// Threads to use, the one reading the input included (default: one
     /// per CPU). Flows are split between threads by their endpoints; the
-    /// report is the same for any number (if the flow table overflows,
-    /// given the same --flow-hash-seed).
+    /// report is the same for any number.
     #[arg(short = 't', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub threads: Option<u16>,
 
@@ -207,11 +206,12 @@ pub struct DetectArgs {
     pub udp_timeout: u64,
 
     /// Seed of the hash that splits flows between the 64 flow tables, each
-    /// holding a 64th of --max-flows. By default a new random one for
-    /// every run, so that no sender can pick flows that all land in the
-    /// table of one flow and evict it with a 64th of the flood it would
-    /// take otherwise. Give one to evict the same flows again from the
-    /// same input (`analyze` prints the seed of a run that evicted).
+    /// holding a 64th of --max-flows. By default it is taken from the first
+    /// packet (its time and bytes), which a sender cannot know in advance:
+    /// so no one can pick flows that all land in the table of one flow and
+    /// evict it with a 64th of the flood it would take otherwise, and the
+    /// same input still gives the same report. A seed given here is one a
+    /// sender might learn.
     #[arg(long, value_name = "N")]
     pub flow_hash_seed: Option<u64>,
 }

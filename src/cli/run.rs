@@ -40,13 +40,6 @@ const PROGRESS_MIN_BYTES: u64 = 4_000_000;
 /// The report's write buffer: a million flow records are hundreds of MB.
 const OUTPUT_BUFFER: usize = 1 << 20;
 
-/// A seed no one outside this process can know: std's `RandomState` is
-/// keyed from the operating system's random source.
-fn random_seed() -> u64 {
-    use std::hash::BuildHasher;
-    std::collections::hash_map::RandomState::new().hash_one(0u8)
-}
-
 /// Turns the shared detection options into a validated configuration:
 /// rules compiled, limits checked.
 fn detect_config(args: &DetectArgs) -> Result<(FlowConfig, DetectConfig), Failure> {
@@ -72,7 +65,7 @@ fn detect_config(args: &DetectArgs) -> Result<(FlowConfig, DetectConfig), Failur
         tcp_established_timeout: secs("tcp-timeout", args.tcp_timeout)?,
         tcp_closing_timeout: secs("tcp-closing-timeout", args.tcp_closing_timeout)?,
         udp_timeout: secs("udp-timeout", args.udp_timeout)?,
-        hash_seed: args.flow_hash_seed.unwrap_or_else(random_seed),
+        hash_seed: args.flow_hash_seed,
     };
     let ttl = secs("cache-ttl", args.cache_ttl)?;
     let detect = DetectConfig {
@@ -259,16 +252,6 @@ pub fn analyze_command(args: AnalyzeArgs) -> Result<bool, Failure> {
         Err(AnalyzeError::Output(e)) => return Err(output_failure(e)),
         Err(e) => return Err(Failure::Runtime(e.to_string())),
     };
-    if stats.pipeline.flows.evicted > 0 {
-        // A closed standard error must not fail the run (eprintln! panics).
-        let _ = writeln!(
-            io::stderr(),
-            "p2pguard: the flow table was full: {} flows evicted (raise --max-flows; \
-             --flow-hash-seed {} evicts the same flows again from the same input)",
-            stats.pipeline.flows.evicted,
-            options.flows.hash_seed
-        );
-    }
     let mut clean = true;
     for input in &stats.inputs {
         if let Some(e) = &input.error {

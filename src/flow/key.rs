@@ -132,14 +132,24 @@ impl FlowKey {
     /// Keyed because each shard's table holds only its share of the flow
     /// cap: with a hash anyone can compute, a flood made of flows picked to
     /// land in the shard of one flow evicts that flow with a 64th of the
-    /// flows it takes otherwise. With a seed the sender does not know, a
-    /// flood spreads over the shards whatever flows it is made of.
+    /// flows it takes otherwise. With a seed the sender does not know (and
+    /// cannot learn by watching evictions), a flood spreads over the shards
+    /// whatever flows it is made of. foldhash is fast and only minimally
+    /// resistant to an attacker who can watch its outputs; none of them is
+    /// shown to a sender here.
     pub fn shard_hash(seed: u64, transport: Transport, a: Endpoint, b: Endpoint) -> u64 {
         use std::hash::BuildHasher;
         let state = foldhash::quality::FixedState::with_seed(seed);
         let side =
             |e: Endpoint| state.hash_one((u128::from_be_bytes(e.addr), e.port, transport as u8));
-        side(a).wrapping_add(side(b))
+        // MurmurHash3's finaliser, so that the shard (the low bits) depends
+        // on every bit of both sides, not only on their own low bits.
+        let mut h = side(a).wrapping_add(side(b));
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     }
 
     /// The key for a packet from `src` to `dst`, and whether `src` is the
@@ -217,7 +227,7 @@ mod tests {
         let h = FlowKey::shard_hash(7, Transport::Tcp, a, b);
         assert_eq!(h, FlowKey::shard_hash(7, Transport::Tcp, b, a));
         assert_ne!(h, FlowKey::shard_hash(7, Transport::Udp, a, b));
-        // The same seed gives the same number on any run or machine.
+        // The same seed gives the same number on every run of a build.
         assert_eq!(h, FlowKey::shard_hash(7, Transport::Tcp, a, b));
         // Flows that differ in one port or address byte fill 64 shards
         // about evenly, whatever the seed; and flows picked to share a shard

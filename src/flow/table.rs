@@ -36,10 +36,9 @@ pub struct FlowConfig {
     pub udp_timeout: Duration,
     /// Seed of the hash that splits flows between the engine's shards,
     /// whose tables each hold a share of `max_flows` (see
-    /// [`FlowKey::shard_hash`](super::FlowKey::shard_hash)): which flows
-    /// are evicted depends on it, nothing else does. The command line draws
-    /// a new one for every run unless given one.
-    pub hash_seed: u64,
+    /// [`FlowKey::shard_hash`](super::FlowKey::shard_hash)); `None`: taken
+    /// from the input's first frame (see `pipeline::ShardSeed`).
+    pub hash_seed: Option<u64>,
 }
 
 impl Default for FlowConfig {
@@ -50,7 +49,7 @@ impl Default for FlowConfig {
             tcp_established_timeout: Duration::from_secs(300),
             tcp_closing_timeout: Duration::from_secs(15),
             udp_timeout: Duration::from_secs(60),
-            hash_seed: 0,
+            hash_seed: None,
         }
     }
 }

@@ -57,8 +57,34 @@ pub fn shard_cap(max_flows: usize, shard: usize) -> usize {
     (max_flows / SHARDS + extra).max(1)
 }
 
+/// The seed of the hash that splits flows between the shards
+/// ([`FlowKey::shard_hash`]): the one given ([`FlowConfig::hash_seed`]),
+/// else one taken from the input's first frame, its time and bytes, when it
+/// comes. A sender cannot know that frame before the capture is made (its
+/// timestamp to the microsecond or nanosecond, and whatever else was on
+/// the link), so cannot pick flows that share a shard; and the same input
+/// always gives the same seed, so the same report, evictions included.
+#[derive(Clone, Copy, Debug)]
+pub struct ShardSeed(Option<u64>);
+
+impl ShardSeed {
+    /// The seed `given`, or (`None`) one to take from the first frame.
+    pub fn new(given: Option<u64>) -> ShardSeed {
+        ShardSeed(given)
+    }
+
+    /// The seed, taken from this frame if none is yet.
+    pub fn seed(&mut self, ts: Timestamp, frame: &[u8]) -> u64 {
+        *self.0.get_or_insert_with(|| {
+            use std::hash::BuildHasher;
+            foldhash::quality::FixedState::with_seed(0x7032_7067_7561_7264)
+                .hash_one((ts.as_nanos(), frame))
+        })
+    }
+}
+
 /// The shard that owns the flow of `packet`, by the hash seeded with
-/// `seed` ([`FlowConfig::hash_seed`]).
+/// `seed` (see [`ShardSeed`]).
 pub fn shard_of(packet: &Packet<'_>, seed: u64) -> usize {
     let src = Endpoint::new(packet.src, packet.src_port);
     let dst = Endpoint::new(packet.dst, packet.dst_port);
@@ -336,8 +362,6 @@ pub struct Worker {
     /// Flows that end without being named P2P, decided or enforced on are
     /// only counted, not reported.
     p2p_records_only: bool,
-    /// See [`FlowConfig::hash_seed`].
-    hash_seed: u64,
 }
 
 /// Where a worker reads and writes the cross-flow state.
@@ -382,13 +406,7 @@ impl Worker {
             finishing: Vec::new(),
             idle: Vec::new(),
             p2p_records_only: false,
-            hash_seed: flows.hash_seed,
         }
-    }
-
-    /// The shard that owns the flow of `packet`.
-    pub fn shard_of(&self, packet: &Packet<'_>) -> usize {
-        shard_of(packet, self.hash_seed)
     }
 
     /// Gives up `shard` (if held), for another worker to take.
@@ -791,6 +809,7 @@ pub struct Pipeline {
     seq: u64,
     cutter: ChunkCutter,
     peak: u64,
+    seed: ShardSeed,
 }
 
 impl Pipeline {
@@ -803,6 +822,7 @@ impl Pipeline {
             seq: 0,
             cutter: ChunkCutter::default(),
             peak: 0,
+            seed: ShardSeed::new(flows.hash_seed),
         }
     }
 
@@ -852,6 +872,7 @@ impl Pipeline {
             self.end_chunk(now, events);
         }
         self.seq += 1;
+        let seed = self.seed.seed(ts, frame);
         let packet = match decode::decode(link, frame) {
             Ok(p) => p,
             Err(skip) => {
@@ -864,7 +885,7 @@ impl Pipeline {
             log: &mut self.log,
             unconfirmed: None,
         };
-        let shard = self.worker.shard_of(&packet);
+        let shard = shard_of(&packet, seed);
         let outcome = self.worker.process(
             access,
             self.seq,

@@ -14,7 +14,9 @@ use super::parallel::{
     Control, EngineOptions, FINISH_BATCH, Next, Sink, Source, at_chunk_end, at_packet, event_order,
 };
 use super::shared::{Keyed, Shared};
-use super::{ChunkCutter, Event, PacketOutcome, PipelineStats, SharedAccess, Worker};
+use super::{
+    ChunkCutter, Event, PacketOutcome, PipelineStats, ShardSeed, SharedAccess, Worker, shard_of,
+};
 use crate::decode;
 use crate::timestamp::Timestamp;
 
@@ -40,6 +42,8 @@ struct Run<'a> {
     /// Most flows open at a chunk's end.
     peak: u64,
     stopped: bool,
+    /// The shard hash's seed.
+    seed: ShardSeed,
 }
 
 impl Run<'_> {
@@ -53,6 +57,7 @@ impl Run<'_> {
         self.seq += 1;
         self.in_chunk += 1;
         self.latest = self.latest.max(frame.ts);
+        let seed = self.seed.seed(frame.ts, frame.data);
         let outcome = match decode::decode(frame.link, frame.data) {
             Ok(packet) => {
                 let access = SharedAccess {
@@ -65,7 +70,7 @@ impl Run<'_> {
                     access,
                     self.seq,
                     frame.ts,
-                    self.worker.shard_of(&packet),
+                    shard_of(&packet, seed),
                     (&packet, None),
                     frame.wire_len,
                     &mut |e| push_in_order(events, (key, e), event_order),
@@ -185,6 +190,7 @@ pub(super) fn run(
         events: Vec::new(),
         peak: 0,
         stopped: false,
+        seed: ShardSeed::new(options.flows.hash_seed),
     };
     while !run.stopped {
         let mut took = false;

@@ -25,8 +25,8 @@ use super::merge::{Merge, push_in_order};
 use super::shared::{Keyed, Shared};
 use super::times::{Activity, Times};
 use super::{
-    ChunkCutter, Event, PacketOutcome, PipelineStats, SHARDS, Shard, SharedAccess, Worker,
-    add_table_stats, shard_of,
+    ChunkCutter, Event, PacketOutcome, PipelineStats, SHARDS, Shard, ShardSeed, SharedAccess,
+    Worker, add_table_stats, shard_of,
 };
 use crate::decode::{self, LinkType, Packet, Skip, TcpFlags, Transport};
 use crate::detect::DetectConfig;
@@ -258,14 +258,14 @@ struct Reader {
     pending_data: Vec<u8>,
     ended: bool,
     chunks: u64,
-    /// See [`FlowConfig::hash_seed`].
-    hash_seed: u64,
+    /// The shard hash's seed.
+    seed: ShardSeed,
 }
 
 impl Reader {
-    fn new(hash_seed: u64) -> Reader {
+    fn new(seed: ShardSeed) -> Reader {
         Reader {
-            hash_seed,
+            seed,
             cutter: ChunkCutter::default(),
             seq: 0,
             latest: Timestamp(0),
@@ -325,7 +325,8 @@ impl Reader {
         Some(chunk)
     }
 
-    fn decode(&self, frame: Frame<'_>) -> ReadFrame {
+    fn decode(&mut self, frame: Frame<'_>) -> ReadFrame {
+        let seed = self.seed.seed(frame.ts, frame.data);
         let decoded = decode::decode(frame.link, frame.data).map(|p| {
             let payload_start =
                 (p.payload.as_ptr() as usize).saturating_sub(frame.data.as_ptr() as usize) as u32;
@@ -334,7 +335,7 @@ impl Reader {
                 ts: frame.ts,
                 wire_len: frame.wire_len,
                 frame: 0, // set in the chunk
-                shard: shard_of(&p, self.hash_seed) as u8,
+                shard: shard_of(&p, seed) as u8,
                 src: p.src,
                 dst: p.dst,
                 src_port: p.src_port,
@@ -855,7 +856,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
             handles.push(handle);
         }
         drop(result_tx);
-        let mut reader = Reader::new(options.flows.hash_seed);
+        let mut reader = Reader::new(ShardSeed::new(options.flows.hash_seed));
         let mut latest: Vec<PipelineStats> = vec![PipelineStats::default(); threads];
         let mut peak = 0u64;
         let mut spare: Vec<Chunk> = Vec::new();

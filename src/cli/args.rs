@@ -206,12 +206,15 @@ pub struct DetectArgs {
     pub udp_timeout: u64,
 
     /// Seed of the hash that splits flows between the 64 flow tables, each
-    /// holding a 64th of --max-flows. By default it is taken from the first
-    /// packet (its time and bytes), which a sender cannot know in advance:
-    /// so no one can pick flows that all land in the table of one flow and
-    /// evict it with a 64th of the flood it would take otherwise, and the
-    /// same input still gives the same report. A seed given here is one a
-    /// sender might learn.
+    /// holding a 64th of --max-flows: a sender who knows it can pick flows
+    /// that all land in the table of one flow and evict it with a 64th of
+    /// the flood it would take otherwise. By default `live`, `inline` and
+    /// `nfqueue` draw a random one, and `analyze` takes it from the first
+    /// packet (its exact time and bytes), so that the same input gives the
+    /// same report: hard to guess for a distant sender, but not secret
+    /// (not from one who sees or sends that packet, nor with coarse or
+    /// rewritten timestamps). For a secret one offline, give a random
+    /// number, e.g. `--flow-hash-seed $(od -An -N8 -tu8 /dev/urandom)`.
     #[arg(long, value_name = "N")]
     pub flow_hash_seed: Option<u64>,
 }

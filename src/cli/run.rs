@@ -40,6 +40,13 @@ const PROGRESS_MIN_BYTES: u64 = 4_000_000;
 /// The report's write buffer: a million flow records are hundreds of MB.
 const OUTPUT_BUFFER: usize = 1 << 20;
 
+/// A seed no one outside this process can know: std's `RandomState` is
+/// keyed from the operating system's random source.
+fn random_seed() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(0u8)
+}
+
 /// Turns the shared detection options into a validated configuration:
 /// rules compiled, limits checked.
 fn detect_config(args: &DetectArgs) -> Result<(FlowConfig, DetectConfig), Failure> {
@@ -87,7 +94,10 @@ fn detect_config(args: &DetectArgs) -> Result<(FlowConfig, DetectConfig), Failur
 /// Builds the shared state of `live`, `inline` and `nfqueue`: every
 /// setting is checked and the policy and rules loaded before any packet.
 fn runtime(args: &RunArgs) -> Result<Runtime, Failure> {
-    let (flows, detect) = detect_config(&args.detect)?;
+    let (mut flows, detect) = detect_config(&args.detect)?;
+    // Live traffic is never read twice, so nothing is lost by a seed no
+    // one can learn, where a flood would be sent at the sensor as it runs.
+    flows.hash_seed.get_or_insert_with(random_seed);
     let policy = match &args.policy {
         Some(path) => Some(Arc::new(load_policy(path)?)),
         None => None,

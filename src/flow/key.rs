@@ -132,11 +132,10 @@ impl FlowKey {
     /// Keyed because each shard's table holds only its share of the flow
     /// cap: with a hash anyone can compute, a flood made of flows picked to
     /// land in the shard of one flow evicts that flow with a 64th of the
-    /// flows it takes otherwise. With a seed the sender does not know (and
-    /// cannot learn by watching evictions), a flood spreads over the shards
-    /// whatever flows it is made of. foldhash is fast and only minimally
-    /// resistant to an attacker who can watch its outputs; none of them is
-    /// shown to a sender here.
+    /// flows it takes otherwise. With a seed the sender does not know, a
+    /// flood spreads over the shards whatever flows it is made of. foldhash
+    /// is fast and only minimally resistant to an attacker who can watch
+    /// its effects (inline, a sender can see a flow lose its verdict).
     pub fn shard_hash(seed: u64, transport: Transport, a: Endpoint, b: Endpoint) -> u64 {
         use std::hash::BuildHasher;
         let state = foldhash::quality::FixedState::with_seed(seed);

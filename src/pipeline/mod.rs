@@ -59,11 +59,12 @@ pub fn shard_cap(max_flows: usize, shard: usize) -> usize {
 
 /// The seed of the hash that splits flows between the shards
 /// ([`FlowKey::shard_hash`]): the one given ([`FlowConfig::hash_seed`]),
-/// else one taken from the input's first frame, its time and bytes, when it
-/// comes. A sender cannot know that frame before the capture is made (its
-/// timestamp to the microsecond or nanosecond, and whatever else was on
-/// the link), so cannot pick flows that share a shard; and the same input
-/// always gives the same seed, so the same report, evictions included.
+/// else one taken from the input's first frame, its exact time and bytes,
+/// when it comes (decodable or not). The same input then gives the same
+/// seed, so the same report, evictions included; a distant sender would
+/// have to guess that frame to pick flows that share a shard, but it is no
+/// secret from one who sees or sends it, or where timestamps are coarse or
+/// rewritten (the command line's live commands draw a random seed).
 #[derive(Clone, Copy, Debug)]
 pub struct ShardSeed(Option<u64>);
 

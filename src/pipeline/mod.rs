@@ -1194,6 +1194,69 @@ mod cap_tests {
 }
 
 #[cfg(test)]
+mod seed_tests {
+    use super::*;
+    use crate::detect::rules::RuleSet;
+    use crate::synth::{L4, ip_packet};
+
+    /// The ids of the flows a per-packet pipeline (the live commands')
+    /// evicts from 600 UDP flows under a cap of 64, after a first frame
+    /// that is not IP and ends in `last`.
+    fn evicted(seed: Option<u64>, last: u8) -> Vec<u64> {
+        let rules = RuleSet::load(&[]).expect("built-in rules");
+        let flows = FlowConfig {
+            max_flows: 64,
+            hash_seed: seed,
+            ..FlowConfig::default()
+        };
+        let mut p = Pipeline::new(flows, DetectConfig::new(rules));
+        let mut ids = Vec::new();
+        let mut events = |e: Event| {
+            if let Event::FlowEnded(r) = e
+                && r.end == EndReason::Evicted
+            {
+                ids.push(r.id);
+            }
+        };
+        let mut arp = vec![0xff; 6];
+        arp.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+        arp.extend_from_slice(&[
+            2, 0, 0, 0, 0, 1, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, last,
+        ]);
+        let t0 = Timestamp::from_secs(1_000);
+        p.process(t0, LinkType::ETHERNET, &arp, arp.len() as u32, &mut events);
+        for i in 0..600u16 {
+            let src = format!("100.64.{}.{}:{}", i / 200, i % 200, 1024 + i)
+                .parse()
+                .unwrap();
+            let ip = ip_packet(src, "100.64.9.9:6881".parse().unwrap(), L4::Udp, b"x");
+            let ts = t0.plus(Duration::from_millis(u64::from(i) + 1));
+            p.process(ts, LinkType::RAW, &ip, ip.len() as u32, &mut events);
+        }
+        p.finish(&mut events);
+        ids
+    }
+
+    #[test]
+    fn the_per_packet_pipeline_takes_its_seed_from_the_first_frame_unless_given() {
+        let first = evicted(None, 1);
+        assert!(first.len() >= 500, "{} evicted", first.len());
+        assert_eq!(evicted(None, 1), first, "the same input, other evictions");
+        assert_ne!(
+            evicted(None, 2),
+            first,
+            "the first frame made no difference"
+        );
+        assert_eq!(
+            evicted(Some(7), 1),
+            evicted(Some(7), 2),
+            "a given seed was not kept"
+        );
+        assert_ne!(evicted(Some(7), 1), evicted(Some(8), 1));
+    }
+}
+
+#[cfg(test)]
 mod known_tests {
     use super::*;
     use crate::detect::rules::RuleSet;

@@ -121,6 +121,21 @@ pub fn ethernet(src: &str, dst: &str, l4: L4, payload: &[u8]) -> Vec<u8> {
     frame(LinkType::ETHERNET, &ip_packet(src, dst, l4, payload), &[])
 }
 
+/// An Ethernet ARP request (not IP: no flow) from `sender` asking for
+/// `target`.
+pub fn arp_request(sender: std::net::Ipv4Addr, target: std::net::Ipv4Addr) -> Vec<u8> {
+    let mac = [2, 0, 0, 0, 0, 1];
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&mac);
+    // EtherType ARP; Ethernet, IPv4, 6- and 4-byte addresses, request.
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&sender.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target.octets());
+    f
+}
+
 /// One frame of a capture to write: time, captured bytes, length on the wire.
 #[derive(Clone, Debug)]
 pub struct CapturedFrame {

@@ -555,26 +555,16 @@ fn every_cross_flow_table_is_bounded_by_its_option_and_counts_what_it_drops() {
     assert!(behaviour["evicted"].as_u64().unwrap() > 0, "{behaviour}");
 }
 
-/// Writes a pcap of one ARP frame (not IP, so no flow), whose last byte is
-/// `last`.
+/// Writes a pcap of one ARP request (not IP, so no flow) for 10.0.0.`last`.
 fn arp_capture(path: &Path, last: u8) {
-    let dead = pcap::Capture::dead_with_precision(pcap::Linktype::ETHERNET, pcap::Precision::Micro)
-        .unwrap();
-    let mut file = dead.savefile(path).unwrap();
-    let mut frame = vec![0xff; 6];
-    frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 0x08, 0x06]);
-    frame.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1, 10, 0, 0, 1]);
-    frame.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 0, 0, last]);
-    let header = pcap::PacketHeader {
-        ts: libc::timeval {
-            tv_sec: 1_600_000_000,
-            tv_usec: 0,
-        },
-        caplen: frame.len() as u32,
-        len: frame.len() as u32,
+    use p2pguard::synth::{CapturedFrame, arp_request, write_pcap};
+    let data = arp_request([10, 0, 0, 1].into(), [10, 0, 0, last].into());
+    let frame = CapturedFrame {
+        ts: p2pguard::Timestamp::from_secs(1_600_000_000),
+        wire_len: data.len() as u32,
+        data,
     };
-    file.write(&pcap::Packet::new(&header, &frame));
-    file.flush().unwrap();
+    write_pcap(path, p2pguard::decode::LinkType::ETHERNET, &[frame]).unwrap();
 }
 
 /// `analyze` takes the seed of the hash that splits flows between the flow

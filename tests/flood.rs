@@ -88,19 +88,13 @@ fn recorded_frames() -> Vec<(u64, Vec<u8>, u32)> {
     frames
 }
 
-/// A pcap file (nanosecond timestamps) written frame by frame, times
-/// given in nanoseconds from the flood's start.
-struct Writer(pcap::Savefile);
-
-impl Writer {
-    fn create(path: &Path) -> Writer {
-        let dead =
-            pcap::Capture::dead_with_precision(pcap::Linktype::ETHERNET, pcap::Precision::Nano)
-                .unwrap();
-        Writer(dead.savefile(path).unwrap())
-    }
-
-    fn write(&mut self, ns: u64, data: &[u8], len: u32) {
+/// Writes the recordings, with the flood mixed in if `flood`, in time
+/// order; returns the frames written.
+fn write_capture(path: &Path, flood: bool) -> u64 {
+    let dead = pcap::Capture::dead_with_precision(pcap::Linktype::ETHERNET, pcap::Precision::Nano)
+        .unwrap();
+    let mut file = dead.savefile(path).unwrap();
+    let mut write = |ns: u64, data: &[u8], len: u32| {
         let ts = Timestamp::from_secs(1_700_000_000).as_nanos() + ns;
         let header = pcap::PacketHeader {
             ts: libc::timeval {
@@ -110,14 +104,8 @@ impl Writer {
             caplen: data.len() as u32,
             len,
         };
-        self.0.write(&pcap::Packet::new(&header, data));
-    }
-}
-
-/// Writes the recordings, with the flood mixed in if `flood`, in time
-/// order; returns the frames written.
-fn write_capture(path: &Path, flood: bool) -> u64 {
-    let mut file = Writer::create(path);
+        file.write(&pcap::Packet::new(&header, data));
+    };
     let recorded = recorded_frames();
     let mut recorded = recorded.iter().peekable();
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
@@ -125,18 +113,18 @@ fn write_capture(path: &Path, flood: bool) -> u64 {
     for i in 0..if flood { FLOOD_FLOWS } else { 0 } {
         let at = i * FLOOD_SPAN_NS / FLOOD_FLOWS;
         while let Some((t, data, len)) = recorded.next_if(|r| r.0 <= at) {
-            file.write(*t, data, *len);
+            write(*t, data, *len);
             written += 1;
         }
         let f = flood_frame(i, &mut rng);
-        file.write(at, &f, f.len() as u32);
+        write(at, &f, f.len() as u32);
         written += 1;
     }
     for (t, data, len) in recorded {
-        file.write(*t, data, *len);
+        write(*t, data, *len);
         written += 1;
     }
-    file.0.flush().unwrap();
+    file.flush().unwrap();
     written
 }
 
@@ -448,33 +436,39 @@ fn a_flood_aimed_at_the_table_of_one_flow_evicts_it_only_under_a_known_seed() {
 
     // The recording with the aimed flood right after the connection's
     // first payload packet, before the other side's answer.
-    let path = dir.path().join("aimed.pcap");
-    let mut file = Writer::create(&path);
+    let mut frames = Vec::new();
     let mut cap = CaptureFile::open(recording.to_str().unwrap()).unwrap();
-    let (mut first, mut flooded) = (None, false);
     while let Some(f) = cap.next_frame().unwrap() {
-        let ns = f.ts.as_nanos() - *first.get_or_insert(f.ts.as_nanos());
-        file.write(ns, f.data, f.wire_len);
-        let of_conn = decode::decode(LinkType::ETHERNET, f.data).is_ok_and(|p| {
-            let (s, d) = (
-                SocketAddr::new(p.src, p.src_port),
-                SocketAddr::new(p.dst, p.dst_port),
-            );
-            !p.payload.is_empty() && ((s, d) == conn || (d, s) == conn)
+        frames.push(synth::CapturedFrame {
+            ts: f.ts,
+            data: f.data.to_vec(),
+            wire_len: f.wire_len,
         });
-        if of_conn && !flooded {
-            for (k, frame) in aimed.iter().enumerate() {
-                file.write(ns + 1 + k as u64, frame, frame.len() as u32);
-            }
-            flooded = true;
-        }
     }
-    file.0.flush().unwrap();
-    drop(file);
-    assert!(
-        flooded,
-        "the connection's first payload packet was not found"
-    );
+    let at = frames
+        .iter()
+        .position(|f| {
+            decode::decode(LinkType::ETHERNET, &f.data).is_ok_and(|p| {
+                let (s, d) = (
+                    SocketAddr::new(p.src, p.src_port),
+                    SocketAddr::new(p.dst, p.dst_port),
+                );
+                !p.payload.is_empty() && ((s, d) == conn || (d, s) == conn)
+            })
+        })
+        .expect("the connection's first payload packet");
+    let after = frames[at].ts.0;
+    let flood = aimed
+        .into_iter()
+        .enumerate()
+        .map(|(k, data)| synth::CapturedFrame {
+            ts: Timestamp(after + 1 + k as u64),
+            wire_len: data.len() as u32,
+            data,
+        });
+    frames.splice(at + 1..at + 1, flood);
+    let path = dir.path().join("aimed.pcap");
+    synth::write_pcap(&path, LinkType::ETHERNET, &frames).unwrap();
 
     let max = MAX.to_string();
     let path = path.to_str().unwrap();

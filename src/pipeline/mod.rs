@@ -1218,11 +1218,7 @@ mod seed_tests {
                 ids.push(r.id);
             }
         };
-        let mut arp = vec![0xff; 6];
-        arp.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
-        arp.extend_from_slice(&[
-            2, 0, 0, 0, 0, 1, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, last,
-        ]);
+        let arp = crate::synth::arp_request([10, 0, 0, 1].into(), [10, 0, 0, last].into());
         let t0 = Timestamp::from_secs(1_000);
         p.process(t0, LinkType::ETHERNET, &arp, arp.len() as u32, &mut events);
         for i in 0..600u16 {

@@ -10,7 +10,7 @@ APT_PACKAGES := libpcap-dev pkg-config time
 # BitTorrent clients, a tracker, and the tools that measure what crosses.
 E2E_PACKAGES := iproute2 ethtool tcpdump curl opentracker iperf3 iputils-ping iptables python3 python3-libtorrent
 
-.PHONY: all deps build demo test fmt-check clippy unit eval compare-ndpi bench bench-enforce clean
+.PHONY: all deps build demo test fmt-check clippy unit eval compare-ndpi bench bench-enforce bench-live-cpu clean
 
 all: build
 
@@ -94,6 +94,11 @@ bench: build
 # the kernel's own bridge and routing (root; see tests/e2e/README.md).
 bench-enforce: build
 	P2PGUARD_BIN=$(abspath target/release/p2pguard) tests/e2e/bench.sh
+
+# The CPU that `live` uses on an idle or busy link, with 1 and 2 threads
+# (root: two network namespaces and ping; see benches/live-cpu.sh).
+bench-live-cpu: build
+	benches/live-cpu.sh target/release/p2pguard
 
 # Side by side with nDPI (Debian's libndpi-bin) on the same captures.
 compare-ndpi: build

@@ -542,7 +542,7 @@ struct Applied {
     chunk: AtomicU64,
     lock: Mutex<()>,
     changed: Condvar,
-    /// Poll before blocking (see [`recv_spinning`]).
+    /// Poll before blocking (see [`Waiting`]).
     spin: bool,
 }
 
@@ -857,6 +857,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
         }
         drop(result_tx);
         let mut reader = Reader::new(ShardSeed::new(options.flows.hash_seed));
+        let mut results_wait = Waiting::new(spin);
         let mut latest: Vec<PipelineStats> = vec![PipelineStats::default(); threads];
         let mut peak = 0u64;
         let mut spare: Vec<Chunk> = Vec::new();
@@ -901,7 +902,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
             times.mark(Activity::Flows);
             results.resize_with(threads, ChunkResult::default);
             for _ in 1..threads {
-                match recv_spinning(&result_rx, spin).map(from_worker) {
+                match results_wait.recv(&result_rx).map(from_worker) {
                     Ok((i, r)) => results[i] = r,
                     Err(_) => break,
                 }
@@ -999,7 +1000,7 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
                         more[0] = m;
                         continue;
                     }
-                    match finish_rx(&result_rx, spin) {
+                    match finish_rx(&result_rx, &mut results_wait) {
                         Some((u, r, m)) => {
                             take_batch((&mut buffers[u], &mut rendered[u]), &mut latest[u], r);
                             more[u] = m;
@@ -1059,9 +1060,9 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
 /// stats' place: see [`work`]).
 fn finish_rx(
     rx: &Receiver<(usize, ChunkResult)>,
-    spin: bool,
+    waiting: &mut Waiting,
 ) -> Option<(usize, ChunkResult, bool)> {
-    let (t, r) = recv_spinning(rx, spin).map(from_worker).ok()?;
+    let (t, r) = waiting.recv(rx).map(from_worker).ok()?;
     let more = r.open_flows > 0;
     Some((t, r, more))
 }
@@ -1162,7 +1163,8 @@ fn work(
         applied: (index == 1).then_some(applied),
     };
     let mut times = Times::new(timed);
-    while let Ok(job) = recv_spinning(&jobs, spin) {
+    let mut waiting = Waiting::new(spin);
+    while let Ok(job) = waiting.recv(&jobs) {
         times.mark(Activity::Waiting);
         match job {
             Job::Chunk(chunk, want_outcomes, buffers) => {
@@ -1218,31 +1220,60 @@ fn work(
     times
 }
 
-/// Receives from `rx`, polling for a short while first if `spin`: the
-/// other threads answer within a chunk's time, and a blocked thread takes
-/// long to wake (on a virtual machine, an idle virtual CPU is halted and
-/// woken by the hypervisor, which can take a tenth of a millisecond: that
-/// once per chunk and thread cost a tenth of the run). Polling is only
-/// for threads that each have a CPU: else it takes one from a thread
-/// with work to do.
-fn recv_spinning<T>(rx: &Receiver<T>, spin: bool) -> Result<T, std::sync::mpsc::RecvError> {
-    if !spin {
-        return rx.recv();
-    }
-    const SPIN: std::time::Duration = std::time::Duration::from_micros(500);
-    let start = std::time::Instant::now();
-    loop {
-        for _ in 0..64 {
-            match rx.try_recv() {
-                Ok(v) => return Ok(v),
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                    return Err(std::sync::mpsc::RecvError);
-                }
-                Err(std::sync::mpsc::TryRecvError::Empty) => std::hint::spin_loop(),
-            }
+/// How a thread waits for the next message from the others: polling for
+/// a short while first. The other threads mostly answer within a chunk's
+/// time, and a blocked thread takes long to wake (on a virtual machine, an
+/// idle virtual CPU is halted and woken by the hypervisor, which can take a
+/// tenth of a millisecond: that once per chunk and thread cost a tenth of
+/// the run). A thread polls for at most as long as it worked since its last
+/// message, so that polling never takes more CPU than the work does (on a
+/// live link, each chunk may hold only a few packets). Polling is only for
+/// threads that each have a CPU: else it takes one from a thread with work
+/// to do.
+struct Waiting {
+    poll: bool,
+    /// When the last message came.
+    came: std::time::Instant,
+}
+
+impl Waiting {
+    /// The longest a thread polls.
+    const POLL: std::time::Duration = std::time::Duration::from_micros(500);
+
+    fn new(poll: bool) -> Waiting {
+        Waiting {
+            poll,
+            came: std::time::Instant::now(),
         }
-        if start.elapsed() > SPIN {
-            return rx.recv();
+    }
+
+    /// Receives from `rx`.
+    fn recv<T>(&mut self, rx: &Receiver<T>) -> Result<T, std::sync::mpsc::RecvError> {
+        let v = if self.poll {
+            self.poll_then_recv(rx)
+        } else {
+            rx.recv()
+        };
+        self.came = std::time::Instant::now();
+        v
+    }
+
+    fn poll_then_recv<T>(&self, rx: &Receiver<T>) -> Result<T, std::sync::mpsc::RecvError> {
+        let start = std::time::Instant::now();
+        let poll = start.duration_since(self.came).min(Self::POLL);
+        loop {
+            for _ in 0..64 {
+                match rx.try_recv() {
+                    Ok(v) => return Ok(v),
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                        return Err(std::sync::mpsc::RecvError);
+                    }
+                    Err(std::sync::mpsc::TryRecvError::Empty) => std::hint::spin_loop(),
+                }
+            }
+            if start.elapsed() > poll {
+                return rx.recv();
+            }
         }
     }
 }
@@ -1340,5 +1371,44 @@ mod tests {
         fresh.append(one);
         assert_eq!(fresh.next(), Some(&b"7;"[..]));
         assert_eq!(fresh.next(), None);
+    }
+
+    /// The CPU time the calling thread has used.
+    #[allow(unsafe_code)]
+    fn thread_cpu() -> std::time::Duration {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `t` is a valid timespec to write to.
+        let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+        assert_eq!(r, 0, "clock_gettime failed");
+        std::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    }
+
+    #[test]
+    fn a_thread_with_next_to_no_work_does_not_poll_for_its_next_message() {
+        // Messages 2 ms apart, as a quiet live link makes chunks; the
+        // receiver does nothing between them.
+        let (tx, rx) = channel();
+        let sender = std::thread::spawn(move || {
+            for i in 0..100 {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                tx.send(i).unwrap();
+            }
+        });
+        let mut waiting = Waiting::new(true);
+        let start = thread_cpu();
+        for i in 0..100 {
+            assert_eq!(waiting.recv(&rx).unwrap(), i);
+        }
+        let used = thread_cpu() - start;
+        sender.join().unwrap();
+        assert!(waiting.recv(&rx).is_err(), "the sender is gone");
+        // Polling for Waiting::POLL before each message would take 50 ms.
+        assert!(
+            used < std::time::Duration::from_millis(20),
+            "waiting for 100 messages took {used:?} of CPU"
+        );
     }
 }

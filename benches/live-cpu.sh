@@ -6,8 +6,9 @@
 # threads and each load, prints the CPU time the p2pguard process used over LIVE_CPU_SECONDS
 # (utime + stime from /proc/PID/stat) as a share of one CPU, in a Markdown table.
 #
-# Loads: idle (no traffic), ping every 1 ms and every 0.2 ms, and `ping -f` (as fast as the
-# replies come: tens of thousands of packets a second here).
+# Loads: idle (no traffic), one ping every 1 ms, five pings each every 1 ms (5,000 echo requests
+# a second: iputils' ping floods when asked for an interval below 1 ms), and `ping -f` (as fast as
+# the replies come: about 100,000 echo requests a second here).
 #
 # Usage (root): benches/live-cpu.sh [BINARY]   (default target/release/p2pguard)
 # Environment: LIVE_CPU_THREADS (default "1 2"), LIVE_CPU_SECONDS (default 5).
@@ -21,13 +22,16 @@ CLK_TCK=$(getconf CLK_TCK)
 [ -x "$BIN" ] || { echo "live-cpu.sh: no binary at $BIN (make build first)" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "live-cpu.sh: needs root (network namespaces)" >&2; exit 2; }
 
+ERR=$(mktemp)
 cleanup() {
     for ns in $A $B; do
         ip netns pids $ns 2>/dev/null | xargs -r kill 2>/dev/null || true
         ip netns del $ns 2>/dev/null || true
     done
+    # Left in the root namespace if the script stopped before moving it.
+    ip link del p2pgc-va 2>/dev/null || true
 }
-trap cleanup EXIT
+trap 'cleanup; rm -f "$ERR"' EXIT
 cleanup
 ip netns add $A
 ip netns add $B
@@ -51,21 +55,30 @@ load() {
         idle) sleep "$SECONDS_EACH" ;;
         flood) ip netns exec $A ping -q -f -w "$SECONDS_EACH" 10.77.0.2 >/dev/null 2>&1 || true ;;
         *)
-            local count
-            count=$(awk -v s="$SECONDS_EACH" -v i="$1" 'BEGIN { printf "%d", s / i }')
-            ip netns exec $A ping -q -i "$1" -c "$count" 10.77.0.2 >/dev/null 2>&1 || true
+            local i pings=()
+            for ((i = 0; i < $1; i++)); do
+                ip netns exec $A ping -q -i 0.001 -c "$((SECONDS_EACH * 1000))" 10.77.0.2 \
+                    >/dev/null 2>&1 &
+                pings+=($!)
+            done
+            wait "${pings[@]}" || true
             ;;
     esac
 }
 
-echo "| threads | idle | ping every 1 ms | ping every 0.2 ms | ping -f |"
+echo "| threads | idle | 1 ping every 1 ms | 5 pings every 1 ms | ping -f |"
 echo "|---:|---:|---:|---:|---:|"
 for t in $THREADS; do
     row="| $t |"
-    for l in idle 0.001 0.0002 flood; do
-        ip netns exec $B "$BIN" live -i p2pgc-vb -t "$t" >/dev/null 2>&1 &
+    for l in idle 1 5 flood; do
+        ip netns exec $B "$BIN" live -i p2pgc-vb -t "$t" >/dev/null 2>"$ERR" &
         pid=$!
         sleep 1
+        if ! kill -0 $pid 2>/dev/null; then
+            echo "live-cpu.sh: p2pguard live did not start:" >&2
+            cat "$ERR" >&2
+            exit 1
+        fi
         c0=$(ticks $pid)
         s0=$(date +%s.%N)
         load $l

@@ -901,8 +901,11 @@ pub fn run(options: &EngineOptions, source: &mut dyn Source, sink: &mut dyn Sink
             }
             times.mark(Activity::Flows);
             results.resize_with(threads, ChunkResult::default);
+            // The other threads' results answer one chunk: each is polled
+            // for as the first is.
+            let poll = results_wait.poll_for();
             for _ in 1..threads {
-                match results_wait.recv(&result_rx).map(from_worker) {
+                match results_wait.recv_polling(&result_rx, poll).map(from_worker) {
                     Ok((i, r)) => results[i] = r,
                     Err(_) => break,
                 }
@@ -1225,9 +1228,11 @@ fn work(
 /// time, and a blocked thread takes long to wake (on a virtual machine, an
 /// idle virtual CPU is halted and woken by the hypervisor, which can take a
 /// tenth of a millisecond: that once per chunk and thread cost a tenth of
-/// the run). A thread polls for at most as long as it worked since its last
-/// message, so that polling never takes more CPU than the work does (on a
-/// live link, each chunk may hold only a few packets). Polling is only for
+/// the run). A thread polls for at most as long as it has been since its
+/// last message (working, mostly), so that polling takes at most about
+/// half of its time: on a live link a chunk may come every few
+/// milliseconds and hold a few packets, and polling for a fixed half
+/// millisecond after each took a quarter of a CPU. Polling is only for
 /// threads that each have a CPU: else it takes one from a thread with work
 /// to do.
 struct Waiting {
@@ -1247,33 +1252,52 @@ impl Waiting {
         }
     }
 
+    /// How long to poll for the next message.
+    fn poll_for(&self) -> std::time::Duration {
+        if self.poll {
+            self.came.elapsed().min(Self::POLL)
+        } else {
+            std::time::Duration::ZERO
+        }
+    }
+
     /// Receives from `rx`.
     fn recv<T>(&mut self, rx: &Receiver<T>) -> Result<T, std::sync::mpsc::RecvError> {
-        let v = if self.poll {
-            self.poll_then_recv(rx)
-        } else {
-            rx.recv()
-        };
+        self.recv_polling(rx, self.poll_for())
+    }
+
+    /// Receives from `rx`, polling for up to `poll` first.
+    fn recv_polling<T>(
+        &mut self,
+        rx: &Receiver<T>,
+        poll: std::time::Duration,
+    ) -> Result<T, std::sync::mpsc::RecvError> {
+        let v = poll_then_recv(rx, poll);
         self.came = std::time::Instant::now();
         v
     }
+}
 
-    fn poll_then_recv<T>(&self, rx: &Receiver<T>) -> Result<T, std::sync::mpsc::RecvError> {
-        let start = std::time::Instant::now();
-        let poll = start.duration_since(self.came).min(Self::POLL);
-        loop {
-            for _ in 0..64 {
-                match rx.try_recv() {
-                    Ok(v) => return Ok(v),
-                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
-                        return Err(std::sync::mpsc::RecvError);
-                    }
-                    Err(std::sync::mpsc::TryRecvError::Empty) => std::hint::spin_loop(),
+fn poll_then_recv<T>(
+    rx: &Receiver<T>,
+    poll: std::time::Duration,
+) -> Result<T, std::sync::mpsc::RecvError> {
+    if poll.is_zero() {
+        return rx.recv();
+    }
+    let start = std::time::Instant::now();
+    loop {
+        for _ in 0..64 {
+            match rx.try_recv() {
+                Ok(v) => return Ok(v),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    return Err(std::sync::mpsc::RecvError);
                 }
+                Err(std::sync::mpsc::TryRecvError::Empty) => std::hint::spin_loop(),
             }
-            if start.elapsed() > poll {
-                return rx.recv();
-            }
+        }
+        if start.elapsed() > poll {
+            return rx.recv();
         }
     }
 }
@@ -1376,13 +1400,14 @@ mod tests {
     /// The CPU time the calling thread has used.
     #[allow(unsafe_code)]
     fn thread_cpu() -> std::time::Duration {
-        let mut t = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
+        let mut t = std::mem::MaybeUninit::<libc::timespec>::uninit();
+        // SAFETY: `t` is writable memory for one timespec, which
+        // clock_gettime fills when it returns 0.
+        let t = unsafe {
+            let r = libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, t.as_mut_ptr());
+            assert_eq!(r, 0, "clock_gettime failed");
+            t.assume_init()
         };
-        // SAFETY: `t` is a valid timespec to write to.
-        let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-        assert_eq!(r, 0, "clock_gettime failed");
         std::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
     }
 

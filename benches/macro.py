@@ -74,6 +74,17 @@ How it measures:
   independent work) and the N-thread ratio as a share of that. With more
   than one round, the N-thread ratio is also given round by round (a round's
   1-thread time over its N-thread time), for the spread the medians hide.
+* How far apart two CPUs are: before and after each N-thread run (outside
+  its time), ``core-distance`` (``benches/core_distance.rs``) times a cache
+  line passed back and forth between two threads pinned to CPUs 0 and 1, and
+  RESULTS.md gives the round trips beside each round's N-thread ratio. The
+  threads of one p2pguard hand each other every packet, so their gain
+  depends on it, where N independent copies hardly do: on the virtual
+  machine this was written on, the round trip is either 50-100 ns or
+  320-360 ns, as the host moves the two virtual CPUs (the README, "Speed and
+  memory"). Rounds whose two round trips are both under ``NEAR_NS`` or both
+  over ``FAR_NS`` get the median of their ratios apiece; rounds that changed
+  in between are in neither.
 * Verdicts: the flow lines of every p2pguard output (1 and N threads, every
   round) must be the same set of lines (each output's flow lines are hashed
   into an order-independent digest; equal digests mean the sorted lines are
@@ -129,6 +140,11 @@ STDIO_BUFFER = 128 * 1024
 TARGET_VS_NDPI = 4.0
 TARGET_VS_BASELINE = 0.6
 TARGET_SCALING = 1.7  # set for N = 2 threads
+
+# Cache-line round trips (core-distance) under which two CPUs count as near,
+# and over which as far, for the N-thread ratio by distance.
+NEAR_NS = 150
+FAR_NS = 250
 
 # The fixed header of RESULTS.md.
 RESULTS_HEADER = """\
@@ -570,6 +586,21 @@ def check_cache_fit(size: int) -> None:
             "tools would then be timed reading the disk")
 
 
+def core_distance(binary: str) -> float:
+    """The cache-line round trip between CPUs 0 and 1, in ns (see
+    benches/core_distance.rs)."""
+    out = subprocess.run([binary, "--cpus", "0,1"], capture_output=True, text=True)
+    m = re.match(r"round trip ([0-9.]+) ns", out.stdout)
+    if out.returncode != 0 or not m:
+        raise BenchError(f"core-distance failed: {out.stderr.strip() or out.stdout.strip()}")
+    return float(m.group(1))
+
+
+def median_of(ratios: list[float]) -> str:
+    """', median 1.23x' of some ratios, or '' for none."""
+    return f", median {statistics.median(ratios):.2f}x" if ratios else ""
+
+
 def executable(path: str, what: str) -> str:
     found = shutil.which(path)
     if not found:
@@ -595,6 +626,10 @@ def main() -> int:
                     help="read-only libpcap loop (default: target/release/examples/pcap-baseline)")
     ap.add_argument("--flow-count", default=str(ROOT / "target/release/examples/flow-count"),
                     help="bare flow counter (default: target/release/examples/flow-count)")
+    ap.add_argument("--core-distance",
+                    default=str(ROOT / "target/release/examples/core-distance"),
+                    help="cache-line round trip between CPUs 0 and 1, run around each N-thread "
+                    "run (default: target/release/examples/core-distance)")
     ap.add_argument("--ndpi", default="ndpiReader", help="ndpiReader binary (default: ndpiReader)")
     ap.add_argument("--time", default="/usr/bin/time",
                     help="GNU time, for the peak RSS (default: /usr/bin/time; Debian's `time`)")
@@ -617,6 +652,8 @@ def main() -> int:
     p2pguard = executable(args.p2pguard, "p2pguard")
     baseline = executable(args.baseline, "pcap-baseline (cargo build --release --locked --examples)")
     counter = executable(args.flow_count, "flow-count (cargo build --release --locked --examples)")
+    distance = executable(args.core_distance,
+                          "core-distance (cargo build --release --locked --examples)")
     ndpi = executable(args.ndpi, "ndpiReader (apt-get install libndpi-bin)")
     gnu_time = executable(args.time, "GNU time (apt-get install time)")
     n = args.threads
@@ -662,6 +699,8 @@ def main() -> int:
     cap = str(capture)
     reports: dict[tuple[str, int], Report] = {}  # (tool key, round) -> report
     thread_times: list[list[str]] = []  # per N-thread run, a line per thread
+    # Per N-thread run: the CPU round trips before and after it, in ns.
+    distances: list[tuple[float, float]] = []
     packets = frame_bytes = None
 
     if args.tmpdir is None and os.access("/dev/shm", os.W_OK):
@@ -702,10 +741,12 @@ def main() -> int:
                     # N threads say where each thread's time went (on
                     # standard error; it reads a clock a few times a chunk).
                     env = {THREAD_TIMES: "1"} if key == "tn" and n > 1 else None
+                    before = core_distance(distance) if env else None
                     run = run_measured(tool.label, argv, None if p2p else out, work, gnu_time,
                                        env)
                     if env:
                         thread_times.append(read_thread_times(work / "stderr.txt", n))
+                        distances.append((before, core_distance(distance)))
                 tool.runs.append(run)
                 log(f"[round {r}/{args.runs}] {tool.label}: {run.seconds:.3f} s, "
                     f"peak RSS {mib(run.maxrss_kib)} MiB")
@@ -820,11 +861,20 @@ def main() -> int:
                             ratio_rows, right={1})
     # The spread of the N-thread ratio, which the medians hide.
     by_round: list[str] = []
-    if n > 1 and args.runs > 1:
+    if n > 1:
         per = [a.seconds / b.seconds for a, b in zip(tools["t1"].runs, tools["tn"].runs)]
         by_round = [f"Round by round, p2pguard {n} threads vs 1 thread (a round's 1-thread time "
-                    f"over its {n}-thread time): " + ", ".join(f"{x:.2f}x" for x in per)
+                    f"over its {n}-thread time), with the cache-line round trip between CPUs 0 "
+                    f"and 1 before and after the {n}-thread run (`core-distance`): "
+                    + ", ".join(f"{x:.2f}x ({a:.0f}/{b:.0f} ns)"
+                                for x, (a, b) in zip(per, distances))
                     + f"; from {min(per):.2f}x to {max(per):.2f}x."]
+        near = [x for x, (a, b) in zip(per, distances) if a < NEAR_NS and b < NEAR_NS]
+        far = [x for x, (a, b) in zip(per, distances) if a > FAR_NS and b > FAR_NS]
+        by_round += [f"By distance: CPUs near (both round trips under {NEAR_NS} ns) in "
+                     f"{len(near)} round(s){median_of(near)}; far (both over {FAR_NS} ns) in "
+                     f"{len(far)}{median_of(far)}; the other {len(per) - len(near) - len(far)} "
+                     "changed in between or lay between the two."]
 
     # ---- p2pguard's own stats
     def stat_row(name, get):
@@ -900,7 +950,7 @@ def main() -> int:
     md += ["## Ratios", ""] + ratios + [""]
     md += ["Each ratio is the first tool's packets/s over the second's, on median times "
            "(so `2x` means twice as fast); PASS when it reaches the target of project issue 5.", ""]
-    md += by_round + ([""] if by_round else [])
+    md += [part for line in by_round for part in (line, "")]
     if thread_times:
         md += [f"Where each thread's time went in the {n}-thread runs (`{THREAD_TIMES}=1`, "
                "see the README's \"How analysis runs\"; thread 0 reads the capture):", ""]

@@ -22,6 +22,7 @@ pub mod flow;
 pub mod output;
 pub mod pipeline;
 pub mod policy;
+mod prefetch;
 pub mod synth;
 pub mod timestamp;
 

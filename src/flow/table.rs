@@ -19,6 +19,7 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 
 use super::key::{Direction, Endpoint, FlowKey};
 use crate::decode::{Packet, TcpFlags, Transport};
+use crate::prefetch::read as prefetch;
 use crate::timestamp::{Duration, Timestamp};
 
 /// Limits and timeouts of the flow table.
@@ -774,20 +775,6 @@ impl<T: Default> FlowTable<T> {
         }
         self.lists[class as usize].tail = i;
     }
-}
-
-/// A prefetch hint for the cache line holding `addr` (which need not be
-/// valid: nothing is read).
-#[inline(always)]
-#[allow(unsafe_code)]
-fn prefetch(addr: usize) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch reads nothing and cannot fault, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(addr as *const i8)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = addr;
 }
 
 /// Bytes one flow costs in the table: its slab node plus its share of the

@@ -35,6 +35,7 @@ use crate::flow::FlowConfig;
 use crate::flow::FlowLookup;
 use crate::output::RenderRecord;
 use crate::policy::Policy;
+use crate::prefetch;
 use crate::timestamp::Timestamp;
 
 /// One captured frame, as a source hands it over.
@@ -189,6 +190,8 @@ struct Chunk {
     last: bool,
     /// Chunks read before this one and this one (the first is 1).
     number: u64,
+    /// [`prefetch::writes_hinted`].
+    write_hints: bool,
 }
 
 impl Default for Chunk {
@@ -202,6 +205,7 @@ impl Default for Chunk {
             now: Timestamp(0),
             last: false,
             number: 0,
+            write_hints: prefetch::writes_hinted(),
         }
     }
 }
@@ -231,6 +235,13 @@ impl Chunk {
     }
 
     /// Adds a frame, its packet under its shard.
+    ///
+    /// The chunk's lists were last read by the threads that processed the
+    /// chunk before, and their caches may still hold the lines. A store to
+    /// such a line waits for the other CPU to give it up; on CPUs far
+    /// apart that wait is long, and stores queued behind it stall the
+    /// reading thread. So the lines ahead of the bytes' end (and of each
+    /// shard's list) are asked for a few packets before they are written.
     fn push(&mut self, (mut f, decoded): ReadFrame, data: &[u8]) {
         let i = self.frames.len() as u32;
         f.start = self.data.len() as u32;
@@ -238,14 +249,30 @@ impl Chunk {
             Ok(mut d) => {
                 d.frame = i;
                 d.payload_start += f.start;
-                self.by_shard[usize::from(d.shard)].push(d);
+                let list = &mut self.by_shard[usize::from(d.shard)];
+                let ahead = list.as_ptr().wrapping_add(list.len() + WRITE_AHEAD_PACKETS);
+                prefetch::write(ahead as usize, self.write_hints);
+                list.push(d);
             }
             Err(skip) => self.skipped.push((i, skip)),
+        }
+        if self.write_hints {
+            let ahead = self.data.len() + WRITE_AHEAD_BYTES;
+            let end = (ahead + data.len()).min(self.data.capacity());
+            for at in (ahead..end).step_by(64) {
+                prefetch::write(self.data.as_ptr().wrapping_add(at) as usize, true);
+            }
         }
         self.data.extend_from_slice(data);
         self.frames.push(f);
     }
 }
+
+/// How far ahead [`Chunk::push`] asks for the lines it will write: in the
+/// bytes (a few packets), and in each shard's list (in packets of that
+/// shard).
+const WRITE_AHEAD_BYTES: usize = 2048;
+const WRITE_AHEAD_PACKETS: usize = 4;
 
 /// Reads frames into chunks, cut by [`ChunkCutter`].
 struct Reader {

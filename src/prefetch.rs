@@ -54,3 +54,42 @@ pub(crate) fn write(addr: usize, hinted: bool) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (addr, hinted);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_to_any_address_neither_fault_nor_change_memory() {
+        let hinted = writes_hinted();
+        let mut bytes = [7u8; 256];
+        let start = bytes.as_mut_ptr() as usize;
+        for addr in [
+            0,
+            1,
+            usize::MAX - 63,
+            usize::MAX,
+            start,
+            start + 13,
+            start + 4096,
+        ] {
+            read(addr);
+            write(addr, hinted);
+        }
+        assert!(bytes.iter().all(|&b| b == 7));
+    }
+
+    #[test]
+    fn the_write_hint_is_found_where_the_cpu_reports_it() {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+            if let Some(flags) = cpuinfo.lines().find(|l| l.starts_with("flags")) {
+                let reported = flags.split_whitespace().any(|f| f == "3dnowprefetch");
+                assert_eq!(writes_hinted(), reported, "CPUID against /proc/cpuinfo");
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        assert!(!writes_hinted());
+    }
+}

@@ -16,33 +16,37 @@ pub(crate) fn read(addr: usize) {
     let _ = addr;
 }
 
-/// Whether [`write`] hints do anything on this CPU: x86-64's PREFETCHW
-/// (CPUID PRFCHW, on AMD's CPUs of this century and Intel's since
-/// Broadwell). It is not in the x86-64 baseline, so it is looked up once.
-pub(crate) fn writes_hinted() -> bool {
-    static HINTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HINTED.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::arch::x86_64::__cpuid(0x8000_0000).eax >= 0x8000_0001
-                && std::arch::x86_64::__cpuid(0x8000_0001).ecx & (1 << 8) != 0
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        false
-    })
-}
+/// Leave to give write hints: there is one only on CPUs that have the
+/// instruction (x86-64's PREFETCHW, CPUID PRFCHW: AMD's CPUs of this
+/// century and Intel's since Broadwell). It is not in the x86-64 baseline,
+/// so it is looked up once, by [`WriteHint::get`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WriteHint(());
 
-/// Fetches the cache line holding `addr` for writing: this CPU takes it
-/// over from any other that holds it, so that a store to it does not wait
-/// for that. `hinted` must be [`writes_hinted`] (the caller looks it up
-/// once, not once a line).
-#[inline(always)]
-#[allow(unsafe_code)]
-pub(crate) fn write(addr: usize, hinted: bool) {
-    #[cfg(target_arch = "x86_64")]
-    if hinted {
+impl WriteHint {
+    /// `Some` where the CPU has the instruction.
+    pub(crate) fn get() -> Option<WriteHint> {
+        static HINT: std::sync::OnceLock<Option<WriteHint>> = std::sync::OnceLock::new();
+        *HINT.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            let has = std::arch::x86_64::__cpuid(0x8000_0000).eax >= 0x8000_0001
+                && std::arch::x86_64::__cpuid(0x8000_0001).ecx & (1 << 8) != 0;
+            #[cfg(not(target_arch = "x86_64"))]
+            let has = false;
+            has.then_some(WriteHint(()))
+        })
+    }
+
+    /// Fetches the cache line holding `addr` for writing: this CPU takes it
+    /// over from any other that holds it, so that a store to it does not
+    /// wait for that.
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    pub(crate) fn write(self, addr: usize) {
+        #[cfg(target_arch = "x86_64")]
         // SAFETY: a prefetch reads and writes nothing and cannot fault,
-        // whatever the address; `hinted` says the CPU has the instruction.
+        // whatever the address; a `WriteHint` exists only where the CPU has
+        // the instruction.
         unsafe {
             std::arch::asm!(
                 "prefetchw [{addr}]",
@@ -50,9 +54,9 @@ pub(crate) fn write(addr: usize, hinted: bool) {
                 options(nostack, readonly, preserves_flags)
             )
         };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = addr;
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (addr, hinted);
 }
 
 #[cfg(test)]
@@ -61,7 +65,7 @@ mod tests {
 
     #[test]
     fn hints_to_any_address_neither_fault_nor_change_memory() {
-        let hinted = writes_hinted();
+        let hint = WriteHint::get();
         let mut bytes = [7u8; 256];
         let start = bytes.as_mut_ptr() as usize;
         for addr in [
@@ -74,7 +78,9 @@ mod tests {
             start + 4096,
         ] {
             read(addr);
-            write(addr, hinted);
+            if let Some(hint) = hint {
+                hint.write(addr);
+            }
         }
         assert!(bytes.iter().all(|&b| b == 7));
     }
@@ -86,10 +92,14 @@ mod tests {
             let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
             if let Some(flags) = cpuinfo.lines().find(|l| l.starts_with("flags")) {
                 let reported = flags.split_whitespace().any(|f| f == "3dnowprefetch");
-                assert_eq!(writes_hinted(), reported, "CPUID against /proc/cpuinfo");
+                assert_eq!(
+                    WriteHint::get().is_some(),
+                    reported,
+                    "CPUID against /proc/cpuinfo"
+                );
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
-        assert!(!writes_hinted());
+        assert!(WriteHint::get().is_none());
     }
 }

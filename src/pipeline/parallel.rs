@@ -35,7 +35,7 @@ use crate::flow::FlowConfig;
 use crate::flow::FlowLookup;
 use crate::output::RenderRecord;
 use crate::policy::Policy;
-use crate::prefetch;
+use crate::prefetch::WriteHint;
 use crate::timestamp::Timestamp;
 
 /// One captured frame, as a source hands it over.
@@ -190,8 +190,8 @@ struct Chunk {
     last: bool,
     /// Chunks read before this one and this one (the first is 1).
     number: u64,
-    /// [`prefetch::writes_hinted`].
-    write_hints: bool,
+    /// Where the CPU has write hints (see [`Chunk::push`]).
+    write_hint: Option<WriteHint>,
 }
 
 impl Default for Chunk {
@@ -205,7 +205,7 @@ impl Default for Chunk {
             now: Timestamp(0),
             last: false,
             number: 0,
-            write_hints: prefetch::writes_hinted(),
+            write_hint: WriteHint::get(),
         }
     }
 }
@@ -236,12 +236,13 @@ impl Chunk {
 
     /// Adds a frame, its packet under its shard.
     ///
-    /// The chunk's lists were last read by the threads that processed the
-    /// chunk before, and their caches may still hold the lines. A store to
-    /// such a line waits for the other CPU to give it up; on CPUs far
-    /// apart that wait is long, and stores queued behind it stall the
-    /// reading thread. So the lines ahead of the bytes' end (and of each
-    /// shard's list) are asked for a few packets before they are written.
+    /// This chunk's buffers were last read by the threads that processed
+    /// the chunk they held before, and those threads' caches may still hold
+    /// the lines. A store to such a line waits for the other CPU to give it
+    /// up; on CPUs far apart that wait is long, and the stores queued
+    /// behind it stall the reading thread. So the lines ahead of the bytes'
+    /// end (and of each shard's list) are asked for a few packets before
+    /// they are written.
     fn push(&mut self, (mut f, decoded): ReadFrame, data: &[u8]) {
         let i = self.frames.len() as u32;
         f.start = self.data.len() as u32;
@@ -250,17 +251,19 @@ impl Chunk {
                 d.frame = i;
                 d.payload_start += f.start;
                 let list = &mut self.by_shard[usize::from(d.shard)];
-                let ahead = list.as_ptr().wrapping_add(list.len() + WRITE_AHEAD_PACKETS);
-                prefetch::write(ahead as usize, self.write_hints);
+                if let Some(hint) = self.write_hint {
+                    let ahead = list.as_ptr().wrapping_add(list.len() + WRITE_AHEAD_PACKETS);
+                    hint.write(ahead as usize);
+                }
                 list.push(d);
             }
             Err(skip) => self.skipped.push((i, skip)),
         }
-        if self.write_hints {
+        if let Some(hint) = self.write_hint {
             let ahead = self.data.len() + WRITE_AHEAD_BYTES;
             let end = (ahead + data.len()).min(self.data.capacity());
             for at in (ahead..end).step_by(64) {
-                prefetch::write(self.data.as_ptr().wrapping_add(at) as usize, true);
+                hint.write(self.data.as_ptr().wrapping_add(at) as usize);
             }
         }
         self.data.extend_from_slice(data);

@@ -71,18 +71,19 @@ How it measures:
   target of their own: 1 thread vs the buffered baseline, the bare flow
   counter vs the baseline, 1 thread vs the bare flow counter, N threads vs
   both baselines, N copies at once vs 1 thread (what N CPUs give for
-  independent work) and the N-thread ratio as a share of that. With more
-  than one round, the N-thread ratio is also given round by round (a round's
-  1-thread time over its N-thread time), for the spread the medians hide.
+  independent work) and the N-thread ratio as a share of that. For N > 1 the
+  N-thread ratio is also given round by round (a round's 1-thread time over
+  its N-thread time), for the spread the medians hide.
 * How far apart two CPUs are: before and after each N-thread run (outside
   its time), ``core-distance`` (``benches/core_distance.rs``) times a cache
   line passed back and forth between two threads pinned to CPUs 0 and 1, and
   RESULTS.md gives the round trips beside each round's N-thread ratio. The
   threads of one p2pguard hand each other every packet, so their gain
   depends on it, where N independent copies hardly do: on the virtual
-  machine this was written on, the round trip is either 50-100 ns or
-  320-360 ns, as the host moves the two virtual CPUs (the README, "Speed and
-  memory"). Rounds whose two round trips are both under ``NEAR_NS`` or both
+  machine this was written on, the round trip is either about 30-100 ns or
+  300-360 ns, as the host moves the two virtual CPUs (the README, "Speed and
+  memory"). The probe measures CPUs 0 and 1 only (p2pguard's threads are not
+  pinned), and not at all for N = 1. Rounds whose two round trips are both under ``NEAR_NS`` or both
   over ``FAR_NS`` get the median of their ratios apiece; rounds that changed
   in between are in neither.
 * Verdicts: the flow lines of every p2pguard output (1 and N threads, every
@@ -590,18 +591,25 @@ def core_distance(binary: str) -> float | None:
     """The cache-line round trip between CPUs 0 and 1, in ns (see
     benches/core_distance.rs); None, with a warning, if it cannot be
     measured (one CPU, say): the bench goes on without it."""
-    out = subprocess.run([binary, "--cpus", "0,1"], capture_output=True, text=True)
+    try:
+        out = subprocess.run([binary, "--cpus", "0,1"], capture_output=True, text=True,
+                             timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        log(f"WARNING: core-distance did not run, no CPU round trip for this round: {e}")
+        return None
     m = re.match(r"round trip ([0-9.]+) ns", out.stdout)
     if out.returncode != 0 or not m:
         log(f"WARNING: core-distance failed, no CPU round trip for this round: "
-            f"{out.stderr.strip() or out.stdout.strip()}")
+            f"{out.stderr.strip() or out.stdout.strip() or f'exit status {out.returncode}'}")
         return None
     return float(m.group(1))
 
 
-def ns(value: float | None) -> str:
-    """A round trip for RESULTS.md."""
-    return "n/a" if value is None else f"{value:.0f}"
+def round_trips(before: float | None, after: float | None) -> str:
+    """A round's CPU round trips for RESULTS.md: '61/65 ns'."""
+    if before is None or after is None:
+        return "round trip not measured"
+    return f"{before:.0f}/{after:.0f} ns"
 
 
 def median_of(ratios: list[float]) -> str:
@@ -660,11 +668,12 @@ def main() -> int:
     p2pguard = executable(args.p2pguard, "p2pguard")
     baseline = executable(args.baseline, "pcap-baseline (cargo build --release --locked --examples)")
     counter = executable(args.flow_count, "flow-count (cargo build --release --locked --examples)")
-    distance = executable(args.core_distance,
-                          "core-distance (cargo build --release --locked --examples)")
     ndpi = executable(args.ndpi, "ndpiReader (apt-get install libndpi-bin)")
     gnu_time = executable(args.time, "GNU time (apt-get install time)")
     n = args.threads
+    distance = (executable(args.core_distance,
+                           "core-distance (cargo build --release --locked --examples)")
+                if n > 1 else None)
     # This script's command line, less --command (recorded apart).
     own_args, skip = [], False
     for a in sys.argv[1:]:
@@ -707,8 +716,9 @@ def main() -> int:
     cap = str(capture)
     reports: dict[tuple[str, int], Report] = {}  # (tool key, round) -> report
     thread_times: list[list[str]] = []  # per N-thread run, a line per thread
-    # Per N-thread run: the CPU round trips before and after it, in ns.
-    distances: list[tuple[float, float]] = []
+    # Per N-thread run: the CPU round trips before and after it, in ns
+    # (None where the probe failed).
+    distances: list[tuple[float | None, float | None]] = []
     packets = frame_bytes = None
 
     if args.tmpdir is None and os.access("/dev/shm", os.W_OK):
@@ -748,11 +758,12 @@ def main() -> int:
                     p2p = key in ("t1", "tn", "t1j", "tnj")
                     # N threads say where each thread's time went (on
                     # standard error; it reads a clock a few times a chunk).
-                    env = {THREAD_TIMES: "1"} if key == "tn" and n > 1 else None
-                    before = core_distance(distance) if env else None
+                    several = key == "tn" and n > 1
+                    env = {THREAD_TIMES: "1"} if several else None
+                    before = core_distance(distance) if several else None
                     run = run_measured(tool.label, argv, None if p2p else out, work, gnu_time,
                                        env)
-                    if env:
+                    if several:
                         thread_times.append(read_thread_times(work / "stderr.txt", n))
                         distances.append((before, core_distance(distance)))
                 tool.runs.append(run)
@@ -874,16 +885,16 @@ def main() -> int:
         by_round = [f"Round by round, p2pguard {n} threads vs 1 thread (a round's 1-thread time "
                     f"over its {n}-thread time), with the cache-line round trip between CPUs 0 "
                     f"and 1 before and after the {n}-thread run (`core-distance`): "
-                    + ", ".join(f"{x:.2f}x ({ns(a)}/{ns(b)} ns)"
-                                for x, (a, b) in zip(per, distances))
-                    + f"; from {min(per):.2f}x to {max(per):.2f}x."]
-        measured = [(x, a, b) for x, (a, b) in zip(per, distances)
+                    + ", ".join(f"{x:.2f}x ({round_trips(a, b)})"
+                                for x, (a, b) in zip(per, distances, strict=True))
+                    + (f"; from {min(per):.2f}x to {max(per):.2f}x." if len(per) > 1 else ".")]
+        measured = [(x, a, b) for x, (a, b) in zip(per, distances, strict=True)
                     if a is not None and b is not None]
         near = [x for x, a, b in measured if a < NEAR_NS and b < NEAR_NS]
         far = [x for x, a, b in measured if a > FAR_NS and b > FAR_NS]
         by_round += [f"By distance: CPUs near (both round trips under {NEAR_NS} ns) in "
                      f"{len(near)} round(s){median_of(near)}; far (both over {FAR_NS} ns) in "
-                     f"{len(far)}{median_of(far)}; the other {len(per) - len(near) - len(far)} "
+                     f"{len(far)} round(s){median_of(far)}; the other {len(per) - len(near) - len(far)} "
                      "changed in between, lay between the two or were not measured."]
 
     # ---- p2pguard's own stats

@@ -251,17 +251,23 @@ impl Chunk {
                 d.frame = i;
                 d.payload_start += f.start;
                 let list = &mut self.by_shard[usize::from(d.shard)];
-                if let Some(hint) = self.write_hint {
+                if let Some(hint) = self.write_hint
+                    && list.len() + WRITE_AHEAD_PACKETS < list.capacity()
+                {
+                    // An entry may span two lines.
                     let ahead = list.as_ptr().wrapping_add(list.len() + WRITE_AHEAD_PACKETS);
                     hint.write(ahead as usize);
+                    hint.write(ahead as usize + std::mem::size_of::<Decoded>() - 1);
                 }
                 list.push(d);
             }
             Err(skip) => self.skipped.push((i, skip)),
         }
         if let Some(hint) = self.write_hint {
+            // A frame larger than that (offloaded segments merged before
+            // capture) is not hinted beyond it: its own copy comes first.
             let ahead = self.data.len() + WRITE_AHEAD_BYTES;
-            let end = (ahead + data.len()).min(self.data.capacity());
+            let end = (ahead + data.len().min(WRITE_AHEAD_BYTES)).min(self.data.capacity());
             for at in (ahead..end).step_by(64) {
                 hint.write(self.data.as_ptr().wrapping_add(at) as usize);
             }
@@ -271,10 +277,11 @@ impl Chunk {
     }
 }
 
-/// How far ahead [`Chunk::push`] asks for the lines it will write: in the
-/// bytes (a few packets), and in each shard's list (in packets of that
-/// shard).
+/// How far ahead of the chunk's bytes [`Chunk::push`] asks for the lines
+/// it will write (a few packets).
 const WRITE_AHEAD_BYTES: usize = 2048;
+/// How far ahead in each shard's list [`Chunk::push`] asks for the lines it
+/// will write, in packets of that shard.
 const WRITE_AHEAD_PACKETS: usize = 4;
 
 /// Reads frames into chunks, cut by [`ChunkCutter`].

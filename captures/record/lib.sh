@@ -117,12 +117,19 @@ rec_init() {
     topo_up
 }
 
+# mono_now : seconds since boot, to 1/100 s (/proc/uptime). Setting the time of day does not
+# move this clock; it moves bash's $SECONDS and `date`, and a virtual machine's wall clock has
+# been seen to jump 44 s forward in the middle of a test (a wait then ended 44 s early).
+mono_now() { local up _; read -r up _ </proc/uptime; echo "$up"; }
+# mono_s : the same, in whole seconds
+mono_s() { local up; up=$(mono_now); echo "${up%.*}"; }
+
 # wait_for SECONDS CMD... : poll until CMD succeeds
 wait_for() {
     local t=$1; shift
-    local end=$((SECONDS + t))
+    local end=$(($(mono_s) + t))
     while ! "$@" >/dev/null 2>&1; do
-        [ $SECONDS -lt $end ] || return 1
+        [ "$(mono_s)" -lt $end ] || return 1
         sleep 0.5
     done
 }

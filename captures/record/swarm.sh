@@ -79,9 +79,9 @@ swarm_stop() {
     local p
     touch "$WORK/stop"
     for p in "${KILL_INT[@]}"; do kill -INT "$p" 2>/dev/null || true; done
-    local end=$((SECONDS + 20))
+    local end=$(($(mono_s) + 20))
     for p in "${SWARM_PIDS[@]}"; do
-        while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.3; done
+        while kill -0 "$p" 2>/dev/null && [ "$(mono_s)" -lt $end ]; do sleep 0.3; done
         kill -0 "$p" 2>/dev/null && log "warning: pid $p still running, killed at teardown"
     done
     return 0

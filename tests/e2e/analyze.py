@@ -22,13 +22,15 @@ ap.add_argument("--enc", required=True)
 ap.add_argument("--pcap", required=True, help="capture on B's eth0")
 ap.add_argument("--pcap-a", default=None, help="capture on A's eth0 (block: payload reaching A after the verdict)")
 ap.add_argument("--events", required=True)
-ap.add_argument("--samples", required=True, help="lines 'EPOCH BYTES' (cumulative IP bytes A->B, torrent flows)")
+ap.add_argument("--samples", required=True, help="lines 'SECONDS EPOCH BYTES': cumulative IP bytes A->B of the torrent flows, "
+                "SECONDS on /proc/uptime's clock (as --leech-start and --http-start, which the "
+                "time of day does not move), EPOCH the time of day (as the captures' timestamps)")
 ap.add_argument("--ip-a", required=True)
 ap.add_argument("--ip-b", required=True)
 ap.add_argument("--seed-port", type=int, default=47001)
 ap.add_argument("--leech-port", type=int, default=48002)
 ap.add_argument("--payload-bytes", type=int, required=True)
-ap.add_argument("--leech-start", type=float, required=True, help="epoch when the downloader started")
+ap.add_argument("--leech-start", type=float, required=True, help="when the downloader started (/proc/uptime's clock)")
 ap.add_argument("--complete-after", type=float, default=None, help="downloader's seconds to completion (SHA-256 checked)")
 ap.add_argument("--rtt-max-ms", type=float, required=True)
 ap.add_argument("--slack-min-ms", type=float, default=20.0)
@@ -224,12 +226,14 @@ if stop_event is not None:
 out["events"]["torrent_flows_named"] = sorted(fmt(k) for k in torrent_verdicts)
 
 # ---------------------------------------------------------------- torrent progress
-samples = []
+samples = []  # (seconds, bytes), the seconds on /proc/uptime's clock
+epoch_at = {}  # seconds -> the time of day then, to find a window in the captures
 with open(a.samples) as f:
     for line in f:
         parts = line.split()
-        if len(parts) == 2:
-            samples.append((float(parts[0]), int(parts[1])))
+        if len(parts) == 3:
+            samples.append((float(parts[0]), int(parts[2])))
+            epoch_at[float(parts[0])] = float(parts[1])
 rx_total = samples[-1][1] if samples else 0
 torrent = {
     "payload_bytes": a.payload_bytes,
@@ -318,9 +322,11 @@ elif a.kind == "throttle":
         if len(win) >= 2:
             (t0, b0), (t1, b1) = win[0], win[-1]
             rate = (b1 - b0) * 8 / (t1 - t0)
-            # the same window from the capture (IP bytes of the torrent flows into B)
+            # the same window from the capture (IP bytes of the torrent flows into B), by
+            # the time of day, as the capture's timestamps are
+            e0, e1 = epoch_at[t0], epoch_at[t1]
             pc = sum(ip_len for ts, src, sp, dst, dp, ip_len, pl in packets
-                     if dst == a.ip_b and t0 < ts <= t1 and is_torrent(key(src, sp, dst, dp)))
+                     if dst == a.ip_b and e0 < ts <= e1 and is_torrent(key(src, sp, dst, dp)))
             thr.update(window_start_s=round(t0 - a.leech_start, 2), window_s=round(t1 - t0, 2),
                        rate_bps=round(rate), rate_bps_pcap=round(pc * 8 / (t1 - t0)),
                        deviation=round(rate / a.rate_bps - 1, 4))

@@ -42,7 +42,7 @@ EVENTS=$WORK/events.jsonl
 write_policy "$POLICY" "$KIND"
 : >"$EVENTS"
 e2e_up "$MODE" "$POLICY" "$EVENTS"
-T_START=$SECONDS
+T_START=$(mono_s)
 
 # --- payloads: torrent (256 KiB pieces) and the HTTP file
 IH=$(make_payload payload.bin $((PAYLOAD_MB * 1048576)) 4242 "http://$IP_A:6969/announce" 262144)
@@ -137,16 +137,18 @@ if [ "$EMULATE" != 0 ]; then
     E2E_PIDS+=("$EMU_PID")
 fi
 # ($$ is this script: the loops end by themselves if it dies without its EXIT trap)
-(while kill -0 $$ 2>/dev/null; do echo "$(date +%s.%N) $(torrent_rx)"; sleep 1; done) >"$WORK/samples.txt" &
+# Each sample: seconds on /proc/uptime's clock (which setting the time of day does not move),
+# the time of day (for the captures' timestamps), the torrent's bytes into B so far.
+(while kill -0 $$ 2>/dev/null; do echo "$(mono_now) $(date +%s.%N) $(torrent_rx)"; sleep 1; done) >"$WORK/samples.txt" &
 SAMPLER=$!
 E2E_PIDS+=("$SAMPLER")
-LEECH_START=$(date +%s.%N)
+LEECH_START=$(mono_now)
 lt_start 2 leech $LEECH_PORT leech "$TOR" --enc "$LTENC" --no-utp --connect "$IP_A:$SEED_PORT" --expect-sha256 "$SHA" --timeout 600
 
 # --- the HTTP download, during the torrent: as soon as torrent bytes reach B (at most 15 s)
 for _ in $(seq 150); do [ "$(torrent_rx)" -gt 0 ] && break; sleep 0.1; done
 sleep "${HTTP_DELAY:-0.2}"
-HTTP_START=$(date +%s.%N)
+HTTP_START=$(mono_now)
 curl_get "$WORK/http.bin" "$WORK/http" &
 CURL=$!
 
@@ -155,17 +157,17 @@ case $KIND in
 log) wait_for "$LEECH_TIMEOUT" torrent_done || log "torrent did not complete in $LEECH_TIMEOUT s" ;;
 block) wait_for "$BLOCK_WAIT" torrent_done && log "torrent completed although blocked" ;;
 throttle)
-    wait_for 30 bash -c "[ \$(tail -1 '$WORK/samples.txt' | cut -d' ' -f2) -gt 0 ]" || log "no torrent bytes after 30 s"
+    wait_for 30 bash -c "[ \$(tail -1 '$WORK/samples.txt' | cut -d' ' -f3) -gt 0 ]" || log "no torrent bytes after 30 s"
     wait_for $((WARMUP + WINDOW + 2)) torrent_done && log "torrent completed during the rate window"
     ;;
 esac
 wait $CURL || true
 grep -q 'SHA-256 MISMATCH' "$WORK/leech.log" && die "downloaded torrent has a wrong SHA-256"
-log "stopping (scenario ran $((SECONDS - T_START)) s)"
+log "stopping (scenario ran $(($(mono_s) - T_START)) s)"
 
 # --- stop everything but the namespaces, then check
 kill $SAMPLER $EMU_PID 2>/dev/null || true
-echo "$(date +%s.%N) $(torrent_rx)" >>"$WORK/samples.txt"
+echo "$(mono_now) $(date +%s.%N) $(torrent_rx)" >>"$WORK/samples.txt"
 swarm_stop
 kill -INT $TCPDUMP $TCPDUMP_A 2>/dev/null; wait $TCPDUMP $TCPDUMP_A 2>/dev/null || true
 HAD_FWD=${FWD_PID:+1}
@@ -191,5 +193,5 @@ EMU=""
     --fwd-rc "${HAD_FWD:+$FWD_RC}" --emulated "$EMU" --tcpdump-log "$WORK/tcpdump.log" "${PCAP_A[@]}" \
     >"$WORK/result.json" || RC=$?
 cat "$WORK/result.json"
-log "result: $([ "$RC" = 0 ] && echo PASS || echo FAIL) ($((SECONDS - T_START)) s; logs in $WORK)"
+log "result: $([ "$RC" = 0 ] && echo PASS || echo FAIL) ($(($(mono_s) - T_START)) s; logs in $WORK)"
 exit "$RC"

@@ -147,8 +147,8 @@ e2e_supervise() {
         wait "$child" || rc=$?
         kill -0 "$child" 2>/dev/null || break
         # wait returned early because of a signal: give the child 20 s to clean up
-        local end=$((SECONDS + 20))
-        while kill -0 "$child" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.2; done
+        local end=$(($(mono_s) + 20))
+        while kill -0 "$child" 2>/dev/null && [ "$(mono_s)" -lt $end ]; do sleep 0.2; done
         kill -0 "$child" 2>/dev/null && kill -9 "$child" 2>/dev/null
         rc=0
         wait "$child" 2>/dev/null || rc=$?
@@ -317,9 +317,9 @@ fwd_start() {
 # killed with SIGKILL).
 fwd_stop() {
     [ -n "$FWD_PID" ] || return 0
-    local end=$((SECONDS + 10))
+    local end=$(($(mono_s) + 10))
     kill -TERM "$FWD_PID" 2>/dev/null || true
-    while kill -0 "$FWD_PID" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.2; done
+    while kill -0 "$FWD_PID" 2>/dev/null && [ "$(mono_s)" -lt $end ]; do sleep 0.2; done
     if kill -0 "$FWD_PID" 2>/dev/null; then
         log "forwarder $FWD_PID ignored SIGTERM for 10 s: SIGKILL"
         kill -9 "$FWD_PID" 2>/dev/null || true
